@@ -1,0 +1,545 @@
+//! The constructor's options, validated once into [`Settings`] with documented
+//! defaults. An unknown option, a wrong type or an invalid value is an
+//! [`Error::InvalidOption`] naming the option.
+//!
+//! The shell turns the JS options object into [`OptValue`]s and supplies URL
+//! resolution (the browser's `URL`), so this stays pure and testable.
+
+use crate::error::Error;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+/// A JS value as the options parser sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptValue {
+    /// `undefined` (or a missing key): the default applies.
+    Undefined,
+    /// `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// An array.
+    List(Vec<OptValue>),
+    /// A plain object, its own enumerable string keys in order.
+    Map(Vec<(String, OptValue)>),
+    /// Anything else (a function, a symbol…), with its JS type name.
+    Other(&'static str),
+}
+
+impl OptValue {
+    fn type_name(&self) -> &'static str {
+        match self {
+            OptValue::Undefined => "undefined",
+            OptValue::Null => "null",
+            OptValue::Bool(_) => "a boolean",
+            OptValue::Num(_) => "a number",
+            OptValue::Str(_) => "a string",
+            OptValue::List(_) => "an array",
+            OptValue::Map(_) => "an object",
+            OptValue::Other(t) => t,
+        }
+    }
+}
+
+/// How the refresh token is sent to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshStyle {
+    /// `POST` JSON `{"refresh_token": "…"}` (the field name follows `fields.refreshToken`).
+    Json,
+    /// RFC 6749 §6: `POST` form `grant_type=refresh_token&refresh_token=…` (+ `client_id`, `scope`).
+    Form,
+    /// The refresh token lives in an HttpOnly cookie the page never sees:
+    /// `POST` with credentials and no token in the body.
+    Cookie,
+}
+
+/// Names of the fields of a token response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields {
+    /// The access token's field. Default `access_token`.
+    pub access_token: String,
+    /// The refresh token's field. Default `refresh_token`.
+    pub refresh_token: String,
+    /// The lifetime's field (seconds). Default `expires_in`.
+    pub expires_in: String,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields {
+            access_token: "access_token".into(),
+            refresh_token: "refresh_token".into(),
+            expires_in: "expires_in".into(),
+        }
+    }
+}
+
+/// Validated settings of one `TokenKeeper`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Absolute URL of the refresh endpoint (`refreshUrl`, required).
+    pub refresh_url: String,
+    /// How the refresh token is sent (`refreshStyle`, default `"json"`).
+    pub refresh_style: RefreshStyle,
+    /// `client_id` sent with form-style refreshes (`clientId`).
+    pub client_id: Option<String>,
+    /// `scope` sent with form-style refreshes (`scope`).
+    pub scope: Option<String>,
+    /// The request header that carries the access token (`header`, default `Authorization`).
+    pub header: String,
+    /// The scheme before the token (`scheme`, default `Bearer`; `null` → the raw token).
+    pub scheme: Option<String>,
+    /// Origins that receive the token (`allowedOrigins`, default the page's origin).
+    pub allowed_origins: Vec<String>,
+    /// Refresh this long before expiry, in ms (`refreshLeadSeconds`, default 60 s).
+    pub refresh_lead_ms: f64,
+    /// A response header that may carry a renewed access token (`renewHeader`).
+    pub renew_header: Option<String>,
+    /// Absolute URL of the logout/revoke endpoint (`logoutUrl`).
+    pub logout_url: Option<String>,
+    /// Names of the token response's fields (`fields`).
+    pub fields: Fields,
+    /// The name of the cross-tab channel (`channel`, default `"tokenkeeper"`).
+    pub channel: String,
+}
+
+/// Default lead time before expiry.
+pub const DEFAULT_LEAD_SECONDS: f64 = 60.0;
+
+/// Resolves URLs the way the browser does; supplied by the shell.
+pub trait UrlResolver {
+    /// The absolute form of `url` against the page's base, or `None` if invalid.
+    fn resolve(&self, url: &str) -> Option<String>;
+    /// The origin (`scheme://host[:port]`) of an absolute URL, or `None`.
+    fn origin(&self, url: &str) -> Option<String>;
+    /// The page's own origin.
+    fn page_origin(&self) -> String;
+}
+
+const KNOWN: &[&str] = &[
+    "refreshUrl",
+    "refreshStyle",
+    "clientId",
+    "scope",
+    "header",
+    "scheme",
+    "allowedOrigins",
+    "refreshLeadSeconds",
+    "renewHeader",
+    "logoutUrl",
+    "fields",
+    "channel",
+];
+
+impl Settings {
+    /// Validates the options object (its own keys and values) into settings.
+    pub fn from_options(options: &OptValue, urls: &dyn UrlResolver) -> Result<Settings, Error> {
+        let entries: &[(String, OptValue)] = match options {
+            OptValue::Map(entries) => entries,
+            other => {
+                return Err(Error::option(
+                    "options",
+                    &expected("an object with at least refreshUrl", other),
+                ))
+            }
+        };
+        for (key, _) in entries {
+            if !KNOWN.contains(&key.as_str()) {
+                let mut reason = String::from("unknown option; known options are ");
+                reason.push_str(&KNOWN.join(", "));
+                return Err(Error::InvalidOption {
+                    option: key.clone(),
+                    reason,
+                });
+            }
+        }
+        let get = |name: &str| -> &OptValue {
+            entries
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .unwrap_or(&OptValue::Undefined)
+        };
+
+        let refresh_url = match get("refreshUrl") {
+            OptValue::Undefined => return Err(Error::option("refreshUrl", "is required")),
+            v => url_option("refreshUrl", v, urls)?,
+        };
+        let refresh_style = match get("refreshStyle") {
+            OptValue::Undefined => RefreshStyle::Json,
+            OptValue::Str(s) if s == "json" => RefreshStyle::Json,
+            OptValue::Str(s) if s == "form" => RefreshStyle::Form,
+            OptValue::Str(s) if s == "cookie" => RefreshStyle::Cookie,
+            v => {
+                return Err(Error::option(
+                    "refreshStyle",
+                    &expected(r#"one of "json", "form", "cookie""#, v),
+                ))
+            }
+        };
+        let client_id = opt_string("clientId", get("clientId"))?;
+        let scope = opt_string("scope", get("scope"))?;
+        let header = match get("header") {
+            OptValue::Undefined => "Authorization".to_string(),
+            v => header_name("header", v)?,
+        };
+        let scheme = match get("scheme") {
+            OptValue::Undefined => Some("Bearer".to_string()),
+            OptValue::Null => None,
+            OptValue::Str(s) if s.is_empty() => None,
+            OptValue::Str(s) if s.bytes().all(is_token_char) => Some(s.clone()),
+            OptValue::Str(_) => {
+                return Err(Error::option(
+                    "scheme",
+                    "must be a single word such as \"Bearer\" (or null for the raw token)",
+                ))
+            }
+            v => return Err(Error::option("scheme", &expected("a string or null", v))),
+        };
+        let allowed_origins = match get("allowedOrigins") {
+            OptValue::Undefined => alloc::vec![urls.page_origin()],
+            OptValue::List(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    let OptValue::Str(s) = item else {
+                        return Err(Error::option(
+                            "allowedOrigins",
+                            &expected("an array of origin strings", item),
+                        ));
+                    };
+                    let origin = urls
+                        .resolve(s)
+                        .filter(|abs| abs.starts_with("http://") || abs.starts_with("https://"))
+                        .and_then(|abs| urls.origin(&abs))
+                        .ok_or_else(|| {
+                            let mut r = String::from("not an http(s) origin: ");
+                            r.push_str(s);
+                            Error::option("allowedOrigins", &r)
+                        })?;
+                    if !out.contains(&origin) {
+                        out.push(origin);
+                    }
+                }
+                out
+            }
+            v => {
+                return Err(Error::option(
+                    "allowedOrigins",
+                    &expected("an array of origin strings", v),
+                ))
+            }
+        };
+        let refresh_lead_ms = match get("refreshLeadSeconds") {
+            OptValue::Undefined => DEFAULT_LEAD_SECONDS * 1000.0,
+            OptValue::Num(n) if n.is_finite() && *n >= 0.0 && *n <= 86_400.0 => n * 1000.0,
+            OptValue::Num(_) => {
+                return Err(Error::option(
+                    "refreshLeadSeconds",
+                    "must be a number of seconds from 0 to 86400",
+                ))
+            }
+            v => {
+                return Err(Error::option(
+                    "refreshLeadSeconds",
+                    &expected("a number of seconds", v),
+                ))
+            }
+        };
+        let renew_header = match get("renewHeader") {
+            OptValue::Undefined | OptValue::Null => None,
+            v => Some(header_name("renewHeader", v)?),
+        };
+        let logout_url = match get("logoutUrl") {
+            OptValue::Undefined | OptValue::Null => None,
+            v => Some(url_option("logoutUrl", v, urls)?),
+        };
+        let fields = fields_option(get("fields"))?;
+        let channel = match get("channel") {
+            OptValue::Undefined => "tokenkeeper".to_string(),
+            OptValue::Str(s) if !s.is_empty() && s.len() <= 200 => s.clone(),
+            v => return Err(Error::option("channel", &expected("a non-empty string", v))),
+        };
+        Ok(Settings {
+            refresh_url,
+            refresh_style,
+            client_id,
+            scope,
+            header,
+            scheme,
+            allowed_origins,
+            refresh_lead_ms,
+            renew_header,
+            logout_url,
+            fields,
+            channel,
+        })
+    }
+
+    /// Whether a request to `origin` may carry the token.
+    pub fn is_allowed_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
+    }
+
+    /// The header value for an access token: `"<scheme> <token>"` or the raw token.
+    pub fn header_value(&self, access: &str) -> String {
+        match &self.scheme {
+            Some(scheme) => {
+                let mut v = String::with_capacity(scheme.len() + 1 + access.len());
+                v.push_str(scheme);
+                v.push(' ');
+                v.push_str(access);
+                v
+            }
+            None => access.to_string(),
+        }
+    }
+}
+
+fn expected(what: &str, got: &OptValue) -> String {
+    let mut s = String::from("expected ");
+    s.push_str(what);
+    s.push_str(", got ");
+    s.push_str(got.type_name());
+    s
+}
+
+fn opt_string(name: &str, v: &OptValue) -> Result<Option<String>, Error> {
+    match v {
+        OptValue::Undefined | OptValue::Null => Ok(None),
+        OptValue::Str(s) => Ok(Some(s.clone())),
+        v => Err(Error::option(name, &expected("a string", v))),
+    }
+}
+
+fn url_option(name: &str, v: &OptValue, urls: &dyn UrlResolver) -> Result<String, Error> {
+    let OptValue::Str(s) = v else {
+        return Err(Error::option(name, &expected("a URL string", v)));
+    };
+    urls.resolve(s)
+        .filter(|abs| abs.starts_with("http://") || abs.starts_with("https://"))
+        .ok_or_else(|| {
+            let mut r = String::from("not a valid http(s) URL: ");
+            r.push_str(s);
+            Error::option(name, &r)
+        })
+}
+
+/// RFC 9110 token characters, the ones a header name may use.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn header_name(name: &str, v: &OptValue) -> Result<String, Error> {
+    match v {
+        OptValue::Str(s) if !s.is_empty() && s.bytes().all(is_token_char) => Ok(s.clone()),
+        OptValue::Str(_) => Err(Error::option(name, "is not a valid HTTP header name")),
+        v => Err(Error::option(name, &expected("a header name string", v))),
+    }
+}
+
+fn fields_option(v: &OptValue) -> Result<Fields, Error> {
+    let mut fields = Fields::default();
+    let entries = match v {
+        OptValue::Undefined => return Ok(fields),
+        OptValue::Map(entries) => entries,
+        v => return Err(Error::option("fields", &expected("an object", v))),
+    };
+    for (key, value) in entries {
+        let slot = match key.as_str() {
+            "accessToken" => &mut fields.access_token,
+            "refreshToken" => &mut fields.refresh_token,
+            "expiresIn" => &mut fields.expires_in,
+            _ => {
+                let mut option = String::from("fields.");
+                option.push_str(key);
+                return Err(Error::InvalidOption {
+                    option,
+                    reason: "unknown field; known fields are accessToken, refreshToken, expiresIn"
+                        .into(),
+                });
+            }
+        };
+        match value {
+            OptValue::Undefined => {}
+            OptValue::Str(s) if !s.is_empty() => *slot = s.clone(),
+            v => {
+                let mut option = String::from("fields.");
+                option.push_str(key);
+                return Err(Error::InvalidOption {
+                    option,
+                    reason: expected("a non-empty string", v),
+                });
+            }
+        }
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// A resolver good enough for tests: absolute http(s) URLs as they are,
+    /// paths against https://app.example.
+    struct Urls;
+    impl UrlResolver for Urls {
+        fn resolve(&self, url: &str) -> Option<String> {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                Some(url.into())
+            } else if url.starts_with('/') {
+                Some(alloc::format!("https://app.example{url}"))
+            } else if url.contains(':') {
+                Some(url.into()) // another scheme, e.g. javascript:
+            } else {
+                None
+            }
+        }
+        fn origin(&self, url: &str) -> Option<String> {
+            let rest = url.split_once("://")?.1;
+            let host = rest.split('/').next()?;
+            Some(alloc::format!("{}://{}", url.split_once("://")?.0, host))
+        }
+        fn page_origin(&self) -> String {
+            "https://app.example".into()
+        }
+    }
+
+    fn opts(entries: Vec<(&str, OptValue)>) -> OptValue {
+        OptValue::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+    fn s(v: &str) -> OptValue {
+        OptValue::Str(v.into())
+    }
+
+    fn err_option(o: OptValue) -> String {
+        match Settings::from_options(&o, &Urls) {
+            Err(Error::InvalidOption { option, .. }) => option,
+            other => panic!("expected InvalidOption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let st = Settings::from_options(&opts(vec![("refreshUrl", s("/token/refresh"))]), &Urls)
+            .unwrap();
+        assert_eq!(st.refresh_url, "https://app.example/token/refresh");
+        assert_eq!(st.refresh_style, RefreshStyle::Json);
+        assert_eq!(st.header, "Authorization");
+        assert_eq!(st.scheme.as_deref(), Some("Bearer"));
+        assert_eq!(st.allowed_origins, vec!["https://app.example".to_string()]);
+        assert_eq!(st.refresh_lead_ms, 60_000.0);
+        assert_eq!(st.fields, Fields::default());
+        assert_eq!(st.channel, "tokenkeeper");
+        assert_eq!(st.header_value("t"), "Bearer t");
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let st = Settings::from_options(
+            &opts(vec![
+                ("refreshUrl", s("https://auth.example/oauth/token")),
+                ("refreshStyle", s("form")),
+                ("clientId", s("spa")),
+                ("scope", s("api")),
+                ("header", s("x-auth-token")),
+                ("scheme", OptValue::Null),
+                (
+                    "allowedOrigins",
+                    OptValue::List(vec![s("https://api.example/"), s("/")]),
+                ),
+                ("refreshLeadSeconds", OptValue::Num(5.0)),
+                ("renewHeader", s("x-renewed-token")),
+                ("logoutUrl", s("/logout")),
+                (
+                    "fields",
+                    opts(vec![("accessToken", s("token")), ("expiresIn", s("ttl"))]),
+                ),
+                ("channel", s("app")),
+            ]),
+            &Urls,
+        )
+        .unwrap();
+        assert_eq!(st.refresh_style, RefreshStyle::Form);
+        assert_eq!(st.client_id.as_deref(), Some("spa"));
+        assert_eq!(st.header_value("t"), "t");
+        assert_eq!(
+            st.allowed_origins,
+            vec![
+                "https://api.example".to_string(),
+                "https://app.example".into()
+            ]
+        );
+        assert!(st.is_allowed_origin("https://api.example"));
+        assert!(!st.is_allowed_origin("https://evil.example"));
+        assert_eq!(st.refresh_lead_ms, 5000.0);
+        assert_eq!(st.renew_header.as_deref(), Some("x-renewed-token"));
+        assert_eq!(st.logout_url.as_deref(), Some("https://app.example/logout"));
+        assert_eq!(st.fields.access_token, "token");
+        assert_eq!(st.fields.refresh_token, "refresh_token");
+        assert_eq!(st.fields.expires_in, "ttl");
+        assert_eq!(st.channel, "app");
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        let base = || vec![("refreshUrl", s("/r"))];
+        assert_eq!(err_option(opts(vec![])), "refreshUrl");
+        assert_eq!(err_option(OptValue::Null), "options");
+        for (key, value) in [
+            ("refreshUrl", OptValue::Num(1.0)),
+            ("refreshUrl", s("not a url")),
+            ("refreshUrl", s("javascript:alert(1)")),
+            ("refreshStyle", s("xml")),
+            ("clientId", OptValue::Bool(true)),
+            ("header", s("bad header")),
+            ("header", OptValue::Null),
+            ("scheme", s("Two words")),
+            ("scheme", OptValue::Num(1.0)),
+            ("allowedOrigins", s("https://a.example")),
+            ("allowedOrigins", OptValue::List(vec![OptValue::Num(1.0)])),
+            ("allowedOrigins", OptValue::List(vec![s("javascript:x")])),
+            ("refreshLeadSeconds", s("60")),
+            ("refreshLeadSeconds", OptValue::Num(-1.0)),
+            ("refreshLeadSeconds", OptValue::Num(f64::NAN)),
+            ("renewHeader", s("")),
+            ("logoutUrl", OptValue::Bool(false)),
+            ("fields", s("x")),
+            ("channel", s("")),
+        ] {
+            let mut o = base();
+            o.push((key, value.clone()));
+            assert_eq!(err_option(opts(o)), key, "{key} = {value:?}");
+        }
+        let mut o = base();
+        o.push(("refreshURL", s("/x")));
+        assert_eq!(err_option(opts(o)), "refreshURL");
+        let mut o = base();
+        o.push(("fields", opts(vec![("access", s("x"))])));
+        assert_eq!(err_option(opts(o)), "fields.access");
+        let mut o = base();
+        o.push(("fields", opts(vec![("accessToken", OptValue::Num(1.0))])));
+        assert_eq!(err_option(opts(o)), "fields.accessToken");
+    }
+
+    #[test]
+    fn messages_say_what_was_expected() {
+        let e = Settings::from_options(
+            &opts(vec![
+                ("refreshUrl", s("/r")),
+                ("refreshLeadSeconds", s("60")),
+            ]),
+            &Urls,
+        )
+        .unwrap_err();
+        assert_eq!(
+            alloc::string::ToString::to_string(&e),
+            "invalid option `refreshLeadSeconds`: expected a number of seconds, got a string"
+        );
+    }
+}

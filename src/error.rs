@@ -1,0 +1,219 @@
+//! The one error type of tokenkeeper, with a stable `code()` per variant.
+//!
+//! Messages never contain a token: they name what was wrong (an option, an
+//! HTTP status, an OAuth `error` code), never a credential.
+
+use alloc::string::String;
+use core::fmt;
+
+/// Everything that can go wrong, as one enum with stable codes.
+///
+/// In JavaScript every variant becomes a real `Error` whose `name` is
+/// `"TokenKeeperError"` and whose `code` is [`Error::code`], plus `status`
+/// and the OAuth `error` where there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// An option given to the constructor is unknown, of the wrong type, or invalid.
+    InvalidOption {
+        /// The option's name as written in JavaScript, e.g. `refreshUrl`.
+        option: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An argument to a method is not what it accepts.
+    InvalidArgument {
+        /// The argument's name.
+        argument: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The call needs a session and there is none (never logged in, or logged out).
+    NotAuthenticated,
+    /// The token endpoint answered, but not with a usable token response.
+    /// The current session is left untouched.
+    InvalidTokenResponse {
+        /// What was wrong with the response.
+        reason: &'static str,
+    },
+    /// Logging in was refused by the server.
+    LoginFailed {
+        /// The HTTP status of the answer.
+        status: u16,
+        /// The OAuth-style `error` field of the answer, if any.
+        oauth_error: Option<String>,
+    },
+    /// The refresh endpoint refused the refresh token: the session has ended.
+    SessionEnded {
+        /// The HTTP status of the answer.
+        status: u16,
+        /// The OAuth-style `error` field of the answer, if any.
+        oauth_error: Option<String>,
+    },
+    /// A refresh failed in a way that may pass (network, 5xx, 429); the
+    /// session is kept and the refresh will be retried.
+    RefreshUnavailable {
+        /// The HTTP status, or 0 when no answer arrived (network error).
+        status: u16,
+        /// The OAuth-style `error` field of the answer, if any.
+        oauth_error: Option<String>,
+        /// When the next attempt is planned, in ms from now.
+        retry_in_ms: f64,
+    },
+    /// Too many refreshes in a short time: refreshing is paused for a while
+    /// (a server answering with already-expired tokens would otherwise loop).
+    RefreshThrottled {
+        /// When refreshing is allowed again, in ms from now.
+        retry_in_ms: f64,
+    },
+    /// The network request itself failed (no HTTP answer).
+    Network {
+        /// What was being done: `"login"`, `"refresh"`, `"logout"`.
+        during: &'static str,
+    },
+    /// The instance was freed; it can do nothing more.
+    Freed,
+    /// The browser refused an operation (a missing API, a refused header name…).
+    Browser {
+        /// What was being done.
+        during: &'static str,
+        /// The browser's message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// A stable, machine-readable code for this error, the same in Rust and JS.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidOption { .. } => "invalid_option",
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::NotAuthenticated => "not_authenticated",
+            Error::InvalidTokenResponse { .. } => "invalid_token_response",
+            Error::LoginFailed { .. } => "login_failed",
+            Error::SessionEnded { .. } => "session_ended",
+            Error::RefreshUnavailable { .. } => "refresh_unavailable",
+            Error::RefreshThrottled { .. } => "refresh_throttled",
+            Error::Network { .. } => "network_error",
+            Error::Freed => "freed",
+            Error::Browser { .. } => "browser_error",
+        }
+    }
+
+    /// The HTTP status involved, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::LoginFailed { status, .. }
+            | Error::SessionEnded { status, .. }
+            | Error::RefreshUnavailable { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The OAuth `error` code the server answered with, if any.
+    pub fn oauth_error(&self) -> Option<&str> {
+        match self {
+            Error::LoginFailed { oauth_error, .. }
+            | Error::SessionEnded { oauth_error, .. }
+            | Error::RefreshUnavailable { oauth_error, .. } => oauth_error.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Shorthand for an [`Error::InvalidOption`].
+    pub fn option(option: &str, reason: &str) -> Error {
+        Error::InvalidOption {
+            option: option.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidOption { option, reason } => {
+                write!(f, "invalid option `{option}`: {reason}")
+            }
+            Error::InvalidArgument { argument, reason } => {
+                write!(f, "invalid argument `{argument}`: {reason}")
+            }
+            Error::NotAuthenticated => f.write_str("not authenticated: log in first"),
+            Error::InvalidTokenResponse { reason } => {
+                write!(f, "the token endpoint's response is not usable: {reason}")
+            }
+            Error::LoginFailed {
+                status,
+                oauth_error,
+            } => {
+                write!(f, "login failed with HTTP {status}")?;
+                suffix(f, oauth_error)
+            }
+            Error::SessionEnded {
+                status,
+                oauth_error,
+            } => {
+                write!(
+                    f,
+                    "the session has ended: refresh refused with HTTP {status}"
+                )?;
+                suffix(f, oauth_error)
+            }
+            Error::RefreshUnavailable {
+                status,
+                oauth_error,
+                retry_in_ms,
+            } => {
+                if *status == 0 {
+                    f.write_str("refresh failed: no answer from the token endpoint")?;
+                } else {
+                    write!(f, "refresh failed with HTTP {status}")?;
+                }
+                suffix(f, oauth_error)?;
+                write!(f, "; retrying in {} ms", *retry_in_ms as u64)
+            }
+            Error::RefreshThrottled { retry_in_ms } => write!(
+                f,
+                "too many refreshes in a short time; paused for {} ms",
+                *retry_in_ms as u64
+            ),
+            Error::Network { during } => write!(f, "network error during {during}"),
+            Error::Freed => f.write_str("this TokenKeeper was freed"),
+            Error::Browser { during, message } => write!(f, "{during}: {message}"),
+        }
+    }
+}
+
+fn suffix(f: &mut fmt::Formatter<'_>, oauth_error: &Option<String>) -> fmt::Result {
+    match oauth_error {
+        Some(e) => write!(f, " ({e})"),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn codes_are_stable_and_messages_name_the_problem() {
+        let e = Error::option("refreshUrl", "is required");
+        assert_eq!(e.code(), "invalid_option");
+        assert_eq!(e.to_string(), "invalid option `refreshUrl`: is required");
+        let e = Error::SessionEnded {
+            status: 400,
+            oauth_error: Some("invalid_grant".into()),
+        };
+        assert_eq!(e.code(), "session_ended");
+        assert_eq!(e.status(), Some(400));
+        assert_eq!(e.oauth_error(), Some("invalid_grant"));
+        assert!(e.to_string().contains("invalid_grant"));
+        let e = Error::RefreshUnavailable {
+            status: 0,
+            oauth_error: None,
+            retry_in_ms: 1500.0,
+        };
+        assert!(e.to_string().contains("no answer"));
+        assert!(e.to_string().contains("1500 ms"));
+    }
+}

@@ -1,0 +1,42 @@
+//! # tokenkeeper
+//!
+//! Keeps a single-page app's session alive, silently and safely: tokens held
+//! in memory only, an authenticated `fetch` that attaches the access token
+//! to allowed origins and refreshes once on a 401, silent refresh ahead of
+//! expiry that survives sleep and throttled tabs, and typed errors and events.
+//!
+//! The crate is a sans-IO core — [`token`], [`session`], [`config`], tested
+//! natively with time passed in — and a thin web shell (`TokenKeeper`, the
+//! exported class) that turns browser events into core inputs.
+
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unimplemented,
+        clippy::todo
+    )
+)]
+
+extern crate alloc;
+
+pub mod config;
+pub mod error;
+mod json;
+pub mod session;
+pub mod token;
+
+#[cfg(target_arch = "wasm32")]
+mod client;
+#[cfg(target_arch = "wasm32")]
+mod http;
+#[cfg(target_arch = "wasm32")]
+mod interop;
+
+#[cfg(target_arch = "wasm32")]
+pub use client::TokenKeeper;
+pub use error::Error;

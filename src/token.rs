@@ -1,0 +1,392 @@
+//! Tokens and their time: the token response, JWT claims, expiry with clock
+//! skew, and when to refresh. Pure Rust, time passed in as ms since the epoch.
+
+use crate::error::Error;
+use crate::json;
+use alloc::string::String;
+use base64::Engine;
+
+/// The fields of a token endpoint's answer, as read from its JSON body (the
+/// field names are configurable, so the shell reads them and hands them here).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawGrant {
+    /// The access token field, if it was a string.
+    pub access_token: Option<String>,
+    /// The refresh token field, if it was a string.
+    pub refresh_token: Option<String>,
+    /// The `expires_in` field in seconds, if it was a number (or a numeric string).
+    pub expires_in: Option<f64>,
+}
+
+/// When a token response was obtained, as the browser and the server saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timing {
+    /// Local clock when the request was sent (ms since epoch).
+    pub sent_at: f64,
+    /// Local clock when the answer arrived (ms since epoch).
+    pub received_at: f64,
+    /// The server's clock from the response's `Date` header (ms since epoch), if any.
+    pub server_date: Option<f64>,
+}
+
+/// A validated set of tokens with its expiry in the local clock.
+#[derive(Clone, PartialEq)]
+pub struct TokenSet {
+    /// The access token.
+    pub access: String,
+    /// The refresh token, when the page holds one (not in cookie mode).
+    pub refresh: Option<String>,
+    /// When the access token expires, local clock (ms since epoch); `None`
+    /// when neither `expires_in` nor a JWT `exp` says (refreshed on 401 only).
+    pub expires_at: Option<f64>,
+    /// When the access token was obtained, local clock (ms since epoch).
+    pub issued_at: f64,
+}
+
+impl core::fmt::Debug for TokenSet {
+    // Tokens never reach a log, even a debug one.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("access", &"<redacted>")
+            .field("refresh", &self.refresh.as_ref().map(|_| "<redacted>"))
+            .field("expires_at", &self.expires_at)
+            .field("issued_at", &self.issued_at)
+            .finish()
+    }
+}
+
+/// Claims of a JWT access token that matter for timing.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Claims {
+    /// `exp`, seconds since epoch, server clock.
+    pub exp: Option<f64>,
+    /// `iat`, seconds since epoch, server clock.
+    pub iat: Option<f64>,
+}
+
+/// Longest token we accept (a guard against absurd input, not a JWT rule).
+const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Skew smaller than this is within the clocks' one-second granularity: ignored.
+const SKEW_THRESHOLD_MS: f64 = 1500.0;
+
+/// Reads `exp` and `iat` from a JWT without verifying it (the client cannot
+/// verify; it only needs the timing). Anything that is not a JWT gives `None`.
+pub fn decode_claims(token: &str) -> Option<Claims> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let mut parts = token.split('.');
+    let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let [exp, iat] = json::object_numbers(&bytes, ["exp", "iat"])?;
+    Some(Claims { exp, iat })
+}
+
+/// Estimates `local clock − server clock` in ms from a fresh token's `iat`
+/// (preferred: it is the moment of issue) or the response's `Date` header.
+/// Small differences, within the one-second resolution of both, count as 0.
+pub fn estimate_skew(claims: Option<Claims>, timing: Timing) -> f64 {
+    let midpoint = (timing.sent_at + timing.received_at) / 2.0;
+    let server_now = match (claims.and_then(|c| c.iat), timing.server_date) {
+        // Both have one-second resolution: the true time is within the second after.
+        (Some(iat), _) => iat * 1000.0 + 500.0,
+        (None, Some(date)) => date + 500.0,
+        (None, None) => return 0.0,
+    };
+    let skew = midpoint - server_now;
+    if skew.is_finite() && skew.abs() > SKEW_THRESHOLD_MS {
+        skew
+    } else {
+        0.0
+    }
+}
+
+/// Validates a token response and computes its expiry in the local clock.
+///
+/// `previous_refresh` is kept when the response omits a refresh token
+/// (RFC 6749 §6: the server may keep the old one valid). A response without an
+/// access token is an [`Error::InvalidTokenResponse`] and must leave the current
+/// session untouched (the caller only replaces its tokens on `Ok`).
+pub fn accept_grant(
+    raw: RawGrant,
+    timing: Timing,
+    previous_refresh: Option<String>,
+) -> Result<TokenSet, Error> {
+    let access = match raw.access_token {
+        Some(t) if t.is_empty() => {
+            return Err(Error::InvalidTokenResponse {
+                reason: "the access token is empty",
+            })
+        }
+        Some(t) if t.len() > MAX_TOKEN_LEN => {
+            return Err(Error::InvalidTokenResponse {
+                reason: "the access token is too long",
+            })
+        }
+        Some(t) => t,
+        None => {
+            return Err(Error::InvalidTokenResponse {
+                reason: "no access token in the response",
+            })
+        }
+    };
+    if access.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+        return Err(Error::InvalidTokenResponse {
+            reason: "the access token has characters a header cannot carry",
+        });
+    }
+    let refresh = match raw.refresh_token {
+        Some(r) if !r.is_empty() && r.len() <= MAX_TOKEN_LEN => Some(r),
+        Some(r) if r.is_empty() => previous_refresh,
+        Some(_) => {
+            return Err(Error::InvalidTokenResponse {
+                reason: "the refresh token is too long",
+            })
+        }
+        None => previous_refresh,
+    };
+    let expires_in = match raw.expires_in {
+        Some(s) if !s.is_finite() || s < 0.0 => {
+            return Err(Error::InvalidTokenResponse {
+                reason: "expires_in is not a non-negative number",
+            })
+        }
+        other => other,
+    };
+    let expires_at = expiry(&access, expires_in, timing);
+    Ok(TokenSet {
+        access,
+        refresh,
+        expires_at,
+        issued_at: timing.sent_at,
+    })
+}
+
+/// The access token's expiry in the local clock: the earliest of
+/// `sent_at + expires_in` (counted from the send time, so it is conservative)
+/// and the JWT's `exp` corrected for clock skew.
+pub fn expiry(access: &str, expires_in: Option<f64>, timing: Timing) -> Option<f64> {
+    let claims = decode_claims(access);
+    let from_expires_in = expires_in.map(|s| timing.sent_at + s * 1000.0);
+    let from_exp = claims.and_then(|c| c.exp).map(|exp| {
+        let skew = estimate_skew(claims, timing);
+        exp * 1000.0 + skew
+    });
+    match (from_expires_in, from_exp) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b).filter(|t| t.is_finite()),
+    }
+}
+
+/// When to refresh ahead of expiry.
+///
+/// The lead is the configured one, bounded to a third of the token's
+/// lifetime so a short-lived token is not refreshed continuously; `jitter` in
+/// `[0, 1)` moves the moment earlier by up to a tenth of the lead so that tabs
+/// and devices do not refresh in lockstep.
+pub fn refresh_at(tokens: &TokenSet, lead_ms: f64, jitter: f64) -> Option<f64> {
+    let expires_at = tokens.expires_at?;
+    let lifetime = (expires_at - tokens.issued_at).max(0.0);
+    let lead = lead_ms.min(lifetime / 3.0).max(0.0);
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let jitter = jitter * lead * 0.1;
+    Some(expires_at - lead - jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    fn jwt(payload: &str) -> String {
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.sig",
+            e.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+            e.encode(payload)
+        )
+    }
+
+    const T0: f64 = 1_700_000_000_000.0;
+
+    fn timing(server_skew_ms: f64) -> Timing {
+        Timing {
+            sent_at: T0,
+            received_at: T0 + 100.0,
+            server_date: Some(T0 - server_skew_ms),
+        }
+    }
+
+    #[test]
+    fn decodes_claims() {
+        let t = jwt(r#"{"sub":"u","exp":1700000060,"iat":1700000000}"#);
+        assert_eq!(
+            decode_claims(&t),
+            Some(Claims {
+                exp: Some(1_700_000_060.0),
+                iat: Some(1_700_000_000.0)
+            })
+        );
+        assert_eq!(decode_claims("opaque-token"), None);
+        assert_eq!(decode_claims("a.b"), None);
+        assert_eq!(decode_claims("a.b.c.d"), None);
+        assert_eq!(decode_claims("a.!!!.c"), None);
+        assert_eq!(decode_claims(&jwt("not json")), None);
+    }
+
+    #[test]
+    fn expiry_from_expires_in_counts_from_send() {
+        let g = RawGrant {
+            access_token: Some("opaque".into()),
+            refresh_token: Some("r1".into()),
+            expires_in: Some(30.0),
+        };
+        let t = accept_grant(g, timing(0.0), None).unwrap();
+        assert_eq!(t.expires_at, Some(T0 + 30_000.0));
+        assert_eq!(t.refresh.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn expiry_takes_the_earliest_and_corrects_skew() {
+        // Server clock one hour behind the browser: exp must be moved forward.
+        let hour = 3_600_000.0;
+        let iat = (T0 - hour) / 1000.0;
+        let access = jwt(&format!(r#"{{"exp":{},"iat":{}}}"#, iat + 60.0, iat));
+        let at = expiry(&access, None, timing(hour)).unwrap();
+        assert!((at - (T0 + 60_000.0)).abs() < 1000.0, "{at}");
+        // expires_in shorter than exp: expires_in wins.
+        let at = expiry(&access, Some(10.0), timing(hour)).unwrap();
+        assert_eq!(at, T0 + 10_000.0);
+        // Browser one hour behind the server.
+        let iat = (T0 + hour) / 1000.0;
+        let access = jwt(&format!(r#"{{"exp":{},"iat":{}}}"#, iat + 60.0, iat));
+        let at = expiry(&access, None, timing(-hour)).unwrap();
+        assert!((at - (T0 + 60_000.0)).abs() < 1000.0, "{at}");
+    }
+
+    #[test]
+    fn skew_from_date_header_when_no_iat() {
+        let hour = 3_600_000.0;
+        let access = jwt(&format!(r#"{{"exp":{}}}"#, (T0 - hour) / 1000.0 + 60.0));
+        let at = expiry(&access, None, timing(hour)).unwrap();
+        assert!((at - (T0 + 60_000.0)).abs() < 1000.0, "{at}");
+    }
+
+    #[test]
+    fn small_skew_is_ignored() {
+        assert_eq!(estimate_skew(None, timing(800.0)), 0.0);
+        assert_eq!(
+            estimate_skew(
+                None,
+                Timing {
+                    server_date: None,
+                    ..timing(0.0)
+                }
+            ),
+            0.0
+        );
+    }
+
+    #[test]
+    fn a_token_without_expiry_has_no_timer() {
+        let g = RawGrant {
+            access_token: Some("seed-style".into()),
+            ..RawGrant::default()
+        };
+        let t = accept_grant(g, timing(0.0), None).unwrap();
+        assert_eq!(t.expires_at, None);
+        assert_eq!(refresh_at(&t, 60_000.0, 0.5), None);
+    }
+
+    #[test]
+    fn missing_refresh_token_keeps_the_previous_one() {
+        let g = RawGrant {
+            access_token: Some("a2".into()),
+            refresh_token: None,
+            expires_in: Some(5.0),
+        };
+        let t = accept_grant(g, timing(0.0), Some("r-old".into())).unwrap();
+        assert_eq!(t.refresh.as_deref(), Some("r-old"));
+    }
+
+    #[test]
+    fn malformed_grants_are_typed_errors() {
+        for (g, want) in [
+            (RawGrant::default(), "no access token in the response"),
+            (
+                RawGrant {
+                    access_token: Some(String::new()),
+                    ..RawGrant::default()
+                },
+                "the access token is empty",
+            ),
+            (
+                RawGrant {
+                    access_token: Some("a b".into()),
+                    ..RawGrant::default()
+                },
+                "the access token has characters a header cannot carry",
+            ),
+            (
+                RawGrant {
+                    access_token: Some("a".into()),
+                    expires_in: Some(-1.0),
+                    ..RawGrant::default()
+                },
+                "expires_in is not a non-negative number",
+            ),
+        ] {
+            assert_eq!(
+                accept_grant(g, timing(0.0), None),
+                Err(Error::InvalidTokenResponse { reason: want })
+            );
+        }
+    }
+
+    #[test]
+    fn lead_is_bounded_by_lifetime_and_jitter_is_bounded() {
+        let t = TokenSet {
+            access: "a".into(),
+            refresh: None,
+            expires_at: Some(T0 + 3_000.0),
+            issued_at: T0,
+        };
+        // 60 s lead on a 3 s token: bounded to a third of the lifetime.
+        assert_eq!(refresh_at(&t, 60_000.0, 0.0), Some(T0 + 2_000.0));
+        let earliest = refresh_at(&t, 60_000.0, 0.999_999).unwrap();
+        assert!(earliest > T0 + 1_899.0 && earliest <= T0 + 2_000.0);
+        let t = TokenSet {
+            expires_at: Some(T0 + 3_600_000.0),
+            ..t
+        };
+        assert_eq!(refresh_at(&t, 60_000.0, 0.0), Some(T0 + 3_540_000.0));
+        for j in [-5.0, 0.0, 0.3, 1.0, 7.0, f64::NAN] {
+            let at = refresh_at(&t, 60_000.0, j).unwrap();
+            assert!(
+                (T0 + 3_534_000.0..=T0 + 3_540_000.0).contains(&at),
+                "{j} {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_tokens() {
+        let t = TokenSet {
+            access: "secret-access".into(),
+            refresh: Some("secret-refresh".into()),
+            expires_at: None,
+            issued_at: 0.0,
+        };
+        let s = format!("{t:?}");
+        assert!(!s.contains("secret"));
+    }
+}
