@@ -141,3 +141,79 @@ pub fn message(e: &JsValue) -> String {
 pub async fn sleep(ms: u32) {
     gloo_timers::future::TimeoutFuture::new(ms).await;
 }
+
+/// The dev server's default runtime config: every test starts from it.
+pub const DEFAULT_CONFIG: &str = r#"{"access_ttl_ms":30000,"refresh_ttl_ms":3600000,"reuse_grace_ms":0,"renew_header":null,"no_expiry":false,"refresh_cookie":false}"#;
+
+/// Resets the main server and sets its config: defaults, then `overrides`.
+pub async fn setup(overrides: &str) {
+    reset(server()).await;
+    configure(server(), DEFAULT_CONFIG).await;
+    if !overrides.is_empty() {
+        configure(server(), overrides).await;
+    }
+}
+
+/// Queues a fault (`POST /admin/faults`) on the main server.
+pub async fn fault(spec: &str) {
+    let r = request("POST", &url(server(), "/admin/faults"), Some(spec)).await;
+    assert!(r.ok(), "fault failed: {}", r.status());
+}
+
+/// Collects the details of one event of a keeper.
+pub struct Recorder {
+    pub events: std::rc::Rc<std::cell::RefCell<Vec<JsValue>>>,
+    _closure: wasm_bindgen::closure::Closure<dyn FnMut(JsValue)>,
+}
+
+impl Recorder {
+    pub fn len(&self) -> usize {
+        self.events.borrow().len()
+    }
+    pub fn all(&self) -> Vec<JsValue> {
+        self.events.borrow().clone()
+    }
+}
+
+pub fn record(keeper: &TokenKeeper, event: &str) -> Recorder {
+    let events = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = events.clone();
+    let closure = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |d: JsValue| {
+        sink.borrow_mut().push(d);
+    });
+    keeper
+        .on(
+            event,
+            closure.as_ref().unchecked_ref::<js_sys::Function>().clone(),
+        )
+        .unwrap();
+    Recorder {
+        events,
+        _closure: closure,
+    }
+}
+
+/// Awaits a promise returned by the keeper, as a Result.
+pub async fn settle(p: js_sys::Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(p).await
+}
+
+/// The `code` of a TokenKeeperError.
+pub fn code(e: &JsValue) -> String {
+    field(e, "code").as_string().unwrap_or_default()
+}
+
+/// `n` concurrent `keeper.fetch(url)` calls, all awaited.
+pub async fn fetch_all(keeper: &TokenKeeper, url: &str, n: usize) -> Vec<Response> {
+    let promises = js_sys::Array::new();
+    for _ in 0..n {
+        promises.push(&keeper.fetch(url.into(), JsValue::UNDEFINED));
+    }
+    let all = JsFuture::from(js_sys::Promise::all(&promises))
+        .await
+        .unwrap_or_else(|e| panic!("a concurrent fetch failed: {}", message(&e)));
+    js_sys::Array::from(&all)
+        .iter()
+        .map(|r| r.unchecked_into())
+        .collect()
+}
