@@ -40,3 +40,5 @@ mod interop;
 #[cfg(target_arch = "wasm32")]
 pub use client::TokenKeeper;
 pub use error::Error;
+#[cfg(target_arch = "wasm32")]
+pub use interop::is_token_keeper_error;
