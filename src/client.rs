@@ -623,7 +623,9 @@ impl Inner {
                     Err(err)
                 };
             }
-            gloo_timers::future::TimeoutFuture::new(wait.clamp(0.0, MAX_TIMER_MS) as u32).await;
+            // Round up: the backoff moment must have passed when the loop re-checks it.
+            let ms = (wait.ceil() + 1.0).clamp(0.0, MAX_TIMER_MS);
+            gloo_timers::future::TimeoutFuture::new(ms as u32).await;
             self.alive()?;
         }
     }

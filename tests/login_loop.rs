@@ -14,7 +14,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 #[wasm_bindgen_test]
 async fn login_then_call_api_with_bearer() {
     let base = server();
-    reset(base).await;
+    setup("").await;
     let resp = request(
         "POST",
         &url(base, "/login"),
@@ -55,7 +55,7 @@ async fn login_then_call_api_with_bearer() {
 #[wasm_bindgen_test]
 async fn keeper_logs_in_and_fetch_attaches_the_token() {
     let base = server();
-    reset(base).await;
+    setup("").await;
     let keeper = keeper(&[]);
     assert!(!keeper.is_authenticated());
     login(&keeper).await;
@@ -70,7 +70,10 @@ async fn keeper_logs_in_and_fetch_attaches_the_token() {
     let log = request_log(base).await;
     let me_calls: Vec<JsValue> = log
         .iter()
-        .filter(|r| field(r, "path").as_string().as_deref() == Some("/api/me"))
+        .filter(|r| {
+            field(r, "path").as_string().as_deref() == Some("/api/me")
+                && field(r, "method").as_string().as_deref() == Some("GET")
+        })
         .collect();
     assert_eq!(me_calls.len(), 1, "{}", stringify(&log));
     assert_eq!(field(&me_calls[0], "authorization").as_bool(), Some(true));

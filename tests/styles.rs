@@ -86,7 +86,10 @@ async fn custom_raw_header() {
     let log = request_log(server()).await;
     let entry = log
         .iter()
-        .find(|e| field(e, "path").as_string().as_deref() == Some("/api/me"))
+        .find(|e| {
+            field(e, "path").as_string().as_deref() == Some("/api/me")
+                && field(e, "method").as_string().as_deref() == Some("GET")
+        })
         .unwrap();
     assert_eq!(field(&entry, "x_auth_token").as_bool(), Some(true));
     assert_eq!(field(&entry, "authorization").as_bool(), Some(false));
