@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-unknown-unknown
 DEMO_PORT ?= 8080
 DEMO_FLAGS ?= --access-ttl 20s --refresh-ttl 1h --reuse-grace-ms 2000
 
-.PHONY: all bootstrap bootstrap-build build demo test lint unit browser-test clean help
+.PHONY: all bootstrap bootstrap-build build demo test lint unit browser-test e2e clean help
 
 help:
 	@echo "make demo   build the package and serve the live demo on http://127.0.0.1:$(DEMO_PORT)/"
@@ -35,7 +35,7 @@ demo: build
 	target/debug/tokenkeeper-devserver --port $(DEMO_PORT) --www www --pkg pkg $(DEMO_FLAGS)
 
 ## Every test: formatting, lints, native unit + dev-server tests, browser tests.
-test: bootstrap lint unit browser-test
+test: bootstrap lint unit browser-test e2e
 
 lint:
 	cargo fmt --all -- --check
@@ -47,6 +47,11 @@ unit:
 
 browser-test:
 	scripts/browser-tests.sh --chrome --firefox
+
+## The demo page end to end in headless Chromium (Playwright, node --test).
+e2e: build
+	cargo build --quiet -p tokenkeeper-devserver
+	node --test tests/e2e/
 
 clean:
 	cargo clean
