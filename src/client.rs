@@ -55,7 +55,9 @@ impl Event {
 enum Why {
     /// Ahead of expiry, by the timer or a page event: the token is still good.
     Ahead,
-    /// A caller needs a new token (expired, inside the lead window, or a 401).
+    /// A call found the token inside the lead window: still good, refresh first.
+    Read,
+    /// A caller needs a new token (expired, a 401, or an explicit `refresh()`).
     Needed,
 }
 
@@ -561,17 +563,25 @@ impl Inner {
                 }
                 if let Err(e) = st.session.begin_refresh(now) {
                     // Backing off or braking: a still-valid token is used as it is.
-                    return if why == Why::Ahead || !st.session.is_expired(now) && attempts > 0 {
+                    return if why != Why::Needed || !st.session.is_expired(now) && attempts > 0 {
                         Ok(st.session.generation())
                     } else {
                         Err(e)
                     };
                 }
-                st.session.refresh_token()
+                (st.session.refresh_token(), st.session.generation())
             };
+            let (refresh_token, started) = refresh_token;
             attempts += 1;
             let result = http::refresh(&self.settings, refresh_token.as_deref()).await;
             self.alive()?;
+            // A logout (or newer tokens) while the request was out wins over its answer.
+            if self.state.borrow().session.generation() != started {
+                return self
+                    .current()
+                    .map(|(g, _)| g)
+                    .ok_or(Error::NotAuthenticated);
+            }
             let (status, oauth_error, retry_after, malformed) = match result {
                 Ok(answer) => match token::accept_grant(answer.grant, answer.timing, refresh_token)
                 {
@@ -612,12 +622,16 @@ impl Inner {
                     retry_in_ms: wait,
                 },
             };
-            let retry_here = why == Why::Needed
+            // A malformed 2xx answer is not retried at once: the server may
+            // have rotated the refresh token already, and a retry with the old
+            // one would look like reuse.
+            let retry_here = malformed.is_none()
+                && why == Why::Needed
                 && attempts < ATTEMPTS_WHEN_NEEDED
                 && wait <= MAX_WAIT_IN_CALL_MS;
             self.emit_refresh_error(&err, true, Some(wait));
             if !retry_here {
-                return if why == Why::Ahead && !expired {
+                return if why != Why::Needed && !expired {
                     Ok(self.state.borrow().session.generation())
                 } else {
                     Err(err)
@@ -662,7 +676,14 @@ impl Inner {
             Read::NoSession => return Err(Error::NotAuthenticated),
             Read::Fresh { .. } => {}
             Read::RefreshFirst => {
-                self.refresh_joined(Why::Needed).await?;
+                // Inside the lead window the token still works: a refresh that
+                // fails for now must not hold the call back.
+                let why = if self.state.borrow().session.is_expired(interop::now()) {
+                    Why::Needed
+                } else {
+                    Why::Read
+                };
+                self.refresh_joined(why).await?;
             }
         }
         self.current().ok_or(Error::NotAuthenticated)
@@ -805,6 +826,7 @@ impl Inner {
 fn source_name(why: Why) -> &'static str {
     match why {
         Why::Ahead => "timer",
+        Why::Read => "read",
         Why::Needed => "on-demand",
     }
 }

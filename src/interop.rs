@@ -299,7 +299,7 @@ export interface TokenResponse {
 export type TokenKeeperEvent = "refresh" | "refresh-error" | "expired" | "logout" | "change";
 
 /** `refresh`: new tokens are in place. */
-export interface RefreshDetail { source: "timer" | "on-demand" | "renew-header"; expiresAt?: number; generation: number }
+export interface RefreshDetail { source: "timer" | "read" | "on-demand" | "renew-header"; expiresAt?: number; generation: number }
 /** `refresh-error`: a refresh failed; `retrying` says whether the session is kept. */
 export interface RefreshErrorDetail { code: TokenKeeperErrorCode; message: string; retrying: boolean; fatal: boolean; status?: number; error?: string; retryInMs?: number }
 /** `expired`: a request was answered 401 and no new token could fix it. */

@@ -147,3 +147,78 @@ async fn a_malformed_token_response_keeps_the_session() {
     );
     assert!(keeper.is_authenticated());
 }
+
+/// A refresh answer without a usable access token is a typed error and the
+/// session stays as it was.
+#[wasm_bindgen_test]
+async fn a_malformed_refresh_answer_keeps_the_session() {
+    setup("").await;
+    // Log in by hand and hand the tokens over under the field name the keeper
+    // expects; the server's refresh answers then lack that field.
+    let resp = request(
+        "POST",
+        &url(server(), "/login"),
+        Some(r#"{"username":"user1","password":"password1"}"#),
+    )
+    .await;
+    let body = json(&resp).await;
+    let keeper = keeper(&[("fields", obj(&[("accessToken", "token".into())]))]);
+    keeper
+        .set_tokens(obj(&[
+            ("token", field(&body, "access_token")),
+            ("refresh_token", field(&body, "refresh_token")),
+            ("expires_in", field(&body, "expires_in")),
+        ]))
+        .unwrap();
+    let before = keeper.generation();
+    let errors = record(&keeper, "refresh-error");
+    let logouts = record(&keeper, "logout");
+    let err = settle(keeper.refresh()).await.unwrap_err();
+    assert_eq!(code(&err), "invalid_token_response");
+    assert!(keeper.is_authenticated());
+    assert_eq!(keeper.generation(), before);
+    assert_eq!(logouts.len(), 0);
+    assert!(errors.len() >= 1);
+    // The token in hand still works.
+    let resp = kfetch(&keeper, &url(server(), "/api/me"), JsValue::UNDEFINED).await;
+    assert_eq!(resp.status(), 200);
+}
+
+/// free() cancels the refresh timer and the listeners: nothing runs after it.
+#[wasm_bindgen_test]
+async fn free_cancels_the_timer() {
+    setup(r#"{"access_ttl_ms":1500}"#).await;
+    let keeper = keeper(&[]);
+    login(&keeper).await;
+    let called = std::rc::Rc::new(std::cell::Cell::new(false));
+    let flag = called.clone();
+    let cb = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |_| flag.set(true));
+    keeper
+        .on(
+            "refresh",
+            wasm_bindgen::JsCast::unchecked_ref::<js_sys::Function>(cb.as_ref()).clone(),
+        )
+        .unwrap();
+    drop(keeper); // what free() does from JS
+    sleep(2500).await;
+    assert!(!called.get(), "a refresh ran after free()");
+    assert_eq!(num(&stats(server()).await, "refresh_requests"), 0.0);
+}
+
+/// A logout while a refresh is out wins: the late answer does not bring the
+/// session back.
+#[wasm_bindgen_test]
+async fn logout_during_a_refresh_is_final() {
+    setup("").await;
+    let keeper = keeper(&[]);
+    login(&keeper).await;
+    fault(r#"{"kind":"delay","count":1,"delay_ms":800}"#).await;
+    let pending = keeper.refresh();
+    sleep(100).await;
+    settle(keeper.logout()).await.unwrap();
+    let result = settle(pending).await;
+    assert_eq!(code(&result.unwrap_err()), "not_authenticated");
+    assert!(!keeper.is_authenticated());
+    sleep(100).await;
+    assert!(!keeper.is_authenticated());
+}
