@@ -36,9 +36,11 @@ mod client;
 mod http;
 #[cfg(target_arch = "wasm32")]
 mod interop;
+#[cfg(target_arch = "wasm32")]
+mod typescript;
 
 #[cfg(target_arch = "wasm32")]
 pub use client::TokenKeeper;
 pub use error::Error;
 #[cfg(target_arch = "wasm32")]
-pub use interop::is_token_keeper_error;
+pub use typescript::is_token_keeper_error;
