@@ -2,11 +2,13 @@
 //! It turns calls, timers and page events into session inputs, and session
 //! decisions into requests, timers and events.
 
-use crate::config::Settings;
+use crate::config::{RefreshStyle, Settings};
 use crate::error::Error;
 use crate::http;
 use crate::interop::{self, Listener};
+use crate::protocol::{self, Apply, Message};
 use crate::session::{self, After401, FailureClass, Read, Session};
+use crate::tabs::Tabs;
 use crate::token;
 use alloc::rc::{Rc, Weak};
 use alloc::string::String;
@@ -26,6 +28,14 @@ const ATTEMPTS_WHEN_NEEDED: u32 = 3;
 const MAX_WAIT_IN_CALL_MS: f64 = 30_000.0;
 /// setTimeout's delay is a signed 32-bit number of ms.
 const MAX_TIMER_MS: f64 = 2_147_483_647.0;
+/// How long a tab waits for the other tabs' answer (a new tab joining, a
+/// refused refresh asking whether another tab rotated).
+const ASK_WAIT_MS: u32 = 150;
+/// How long a tab that waited for the refresh lock waits for the holder's
+/// broadcast before refreshing itself.
+const CONTENDED_WAIT_MS: u32 = 200;
+/// Polling step while waiting for another tab.
+const POLL_MS: u32 = 5;
 
 /// The events a `TokenKeeper` raises.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -35,6 +45,7 @@ enum Event {
     Expired,
     Logout,
     Change,
+    Sync,
 }
 
 impl Event {
@@ -45,6 +56,7 @@ impl Event {
             "expired" => Event::Expired,
             "logout" => Event::Logout,
             "change" => Event::Change,
+            "sync" => Event::Sync,
             _ => return None,
         })
     }
@@ -59,6 +71,8 @@ enum Why {
     Read,
     /// A caller needs a new token (expired, a 401, or an explicit `refresh()`).
     Needed,
+    /// A new tab in cookie mode, with no session yet: try the cookie, quietly.
+    Join,
 }
 
 struct State {
@@ -71,6 +85,8 @@ struct State {
     listeners: Vec<(u32, Event, Function)>,
     next_listener: u32,
     page_listeners: Vec<Listener>,
+    /// The channel to the other tabs, if the browser has one.
+    tabs: Option<Rc<Tabs>>,
     freed: bool,
 }
 
@@ -150,12 +166,47 @@ impl TokenKeeper {
                 listeners: Vec::new(),
                 next_listener: 1,
                 page_listeners: Vec::new(),
+                tabs: None,
                 freed: false,
             }),
         });
         REGISTRY.with(|r| r.borrow_mut().push((id, Rc::downgrade(&inner))));
         listen_to_page(&inner);
+        let weak = Rc::downgrade(&inner);
+        let tabs = Tabs::open(&inner.settings.channel, move |data| {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_tab_message(&data);
+            }
+        });
+        inner.state.borrow_mut().tabs = tabs.map(Rc::new);
         Ok(TokenKeeper { inner })
+    }
+
+    /// Joins the session the other tabs hold: asks them over the channel and
+    /// adopts their tokens, with no request to the token server. If nobody
+    /// answers within a short bound, a `refreshStyle: "cookie"` keeper tries a
+    /// silent refresh with its HttpOnly cookie; otherwise it stays logged out.
+    /// Resolves with whether there is a session.
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
+    pub fn ready(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            inner.alive().map_err(js_err)?;
+            let authenticated = |inner: &Inner| inner.state.borrow().session.is_authenticated();
+            if !authenticated(&inner) && inner.state.borrow().tabs.is_some() {
+                let started = inner.state.borrow().session.generation();
+                inner.post(&Message::Hello { gen: started });
+                let mut waited = 0;
+                while waited < ASK_WAIT_MS && !authenticated(&inner) {
+                    gloo_timers::future::TimeoutFuture::new(POLL_MS).await;
+                    waited += POLL_MS;
+                }
+            }
+            if !authenticated(&inner) && inner.settings.refresh_style == RefreshStyle::Cookie {
+                let _ = inner.refresh_joined(Why::Join).await;
+            }
+            Ok(JsValue::from_bool(authenticated(&inner)))
+        })
     }
 
     /// Logs in: `POST`s `credentials` as JSON to `url` and adopts the token
@@ -388,6 +439,7 @@ impl Inner {
         st.freed = true;
         st.timer = None;
         st.page_listeners.clear();
+        st.tabs = None;
         st.listeners.clear();
         st.session.clear();
         st.refreshing = None;
@@ -438,11 +490,18 @@ impl Inner {
         source: &str,
     ) -> u64 {
         let expires_at = tokens.expires_at;
+        let message = (source != "tab").then(|| tokens.clone());
         let generation =
             self.state
                 .borrow_mut()
                 .session
                 .adopt(tokens, generation, interop::random());
+        if let Some(tokens) = message {
+            self.post(&Message::Session {
+                gen: generation,
+                tokens,
+            });
+        }
         self.schedule();
         if source != "login" && source != "set-tokens" {
             let detail = Object::new();
@@ -455,13 +514,21 @@ impl Inner {
         generation
     }
 
-    /// Ends the session (if there is one) and says why.
+    /// Ends the session (if there is one) and says why; tells the other
+    /// tabs unless it ended in another tab.
     fn end_session(&self, reason: &str) {
-        let had = {
+        let (had, generation) = {
             let mut st = self.state.borrow_mut();
             st.timer = None;
-            st.session.clear()
+            let had = st.session.clear();
+            (had, st.session.generation())
         };
+        if reason != "remote" {
+            self.post(&Message::Logout {
+                gen: generation,
+                reason: reason.into(),
+            });
+        }
         if had {
             let detail = Object::new();
             interop::set(&detail, "reason", &JsValue::from_str(reason));
@@ -514,8 +581,9 @@ impl Inner {
             return p;
         }
         let inner = self.clone();
+        let started = self.state.borrow().session.generation();
         let promise = future_to_promise(async move {
-            let result = inner.clone().run_refresh(why).await;
+            let result = inner.clone().refresh_across_tabs(why, started).await;
             let mut st = inner.state.borrow_mut();
             st.refreshing = None;
             match result {
@@ -548,6 +616,127 @@ impl Inner {
         }
     }
 
+    /// One refresh across every tab: under the tabs' shared lock, and only if
+    /// no other tab has already rotated the tokens since `started` (the
+    /// generation when the refresh was asked for). The new tokens are
+    /// broadcast before the lock is released.
+    async fn refresh_across_tabs(self: Rc<Self>, why: Why, started: u64) -> Result<u64, Error> {
+        let tabs = self.state.borrow().tabs.clone();
+        let Some(tabs) = tabs else {
+            return self.run_refresh(why).await;
+        };
+        let (guard, contended) = tabs.lock().await;
+        self.alive()?;
+        if contended {
+            // Another tab held the lock: it broadcasts before it releases, but
+            // its message may land a moment after our grant. Give it that moment.
+            self.wait_for_newer(started, CONTENDED_WAIT_MS).await;
+        }
+        let result = if self.state.borrow().session.generation() != started {
+            self.current()
+                .map(|(g, _)| g)
+                .ok_or(Error::NotAuthenticated)
+        } else {
+            self.clone().run_refresh(why).await
+        };
+        drop(guard);
+        result
+    }
+
+    /// Waits up to `ms` for the generation to move past `started`.
+    async fn wait_for_newer(&self, started: u64, ms: u32) {
+        let mut waited = 0;
+        while waited < ms && self.state.borrow().session.generation() == started {
+            gloo_timers::future::TimeoutFuture::new(POLL_MS).await;
+            waited += POLL_MS;
+        }
+    }
+
+    /// Posts a message to the other tabs, if there are any.
+    fn post(&self, message: &Message) {
+        if let Some(tabs) = &self.state.borrow().tabs {
+            tabs.post(message);
+        }
+    }
+
+    /// A message from another tab: adopt newer tokens, end the session when it
+    /// ended elsewhere, answer a new tab. Anything malformed, own, older or of
+    /// another version is ignored.
+    fn on_tab_message(self: &Rc<Self>, data: &JsValue) {
+        let own_id = match &self.state.borrow().tabs {
+            Some(t) => t.id.clone(),
+            None => return,
+        };
+        let Ok(envelope) = protocol::decode(&interop::opt_value(data), &own_id) else {
+            return;
+        };
+        let (generation, authenticated) = {
+            let st = self.state.borrow();
+            if st.freed {
+                return;
+            }
+            (st.session.generation(), st.session.is_authenticated())
+        };
+        let kind = match (
+            protocol::apply(&envelope.message, generation, authenticated),
+            envelope.message,
+        ) {
+            (Apply::Ignore, _) => return,
+            (Apply::Adopt, Message::Session { gen, tokens }) => {
+                self.adopt(tokens, Some(gen), "tab");
+                "adopted"
+            }
+            (Apply::EndSession, Message::Logout { gen, .. }) => {
+                self.end_session("remote");
+                self.state.borrow_mut().session.advance_to(gen);
+                "logout"
+            }
+            (Apply::Advance, m) => {
+                self.state.borrow_mut().session.advance_to(m.gen());
+                "advanced"
+            }
+            (Apply::Answer, _) => {
+                let answer = {
+                    let st = self.state.borrow();
+                    match st.session.tokens() {
+                        Some(tokens) => Message::Session {
+                            gen: st.session.generation(),
+                            tokens: tokens.clone(),
+                        },
+                        None => Message::Logout {
+                            gen: st.session.generation(),
+                            reason: "local".into(),
+                        },
+                    }
+                };
+                self.post(&answer);
+                "answered"
+            }
+            _ => return,
+        };
+        let detail = Object::new();
+        interop::set(&detail, "type", &JsValue::from_str(kind));
+        interop::set(&detail, "from", &JsValue::from_str(&envelope.from));
+        interop::set(
+            &detail,
+            "generation",
+            &(self.state.borrow().session.generation() as f64).into(),
+        );
+        self.emit(Event::Sync, &detail);
+    }
+
+    /// Asks the other tabs for anything newer than our generation and waits
+    /// up to `ms` for it. Returns whether something newer arrived.
+    async fn ask_tabs(&self, ms: u32) -> bool {
+        if self.state.borrow().tabs.is_none() {
+            return false;
+        }
+        let started = self.state.borrow().session.generation();
+        self.post(&Message::Hello { gen: started });
+        self.wait_for_newer(started, ms).await;
+        self.state.borrow().session.generation() != started
+    }
+
     /// One refresh, with retries while a caller is waiting for it.
     async fn run_refresh(self: Rc<Self>, why: Why) -> Result<u64, Error> {
         let mut attempts = 0u32;
@@ -558,7 +747,7 @@ impl Inner {
                 if st.freed {
                     return Err(Error::Freed);
                 }
-                if !st.session.is_authenticated() {
+                if !st.session.is_authenticated() && why != Why::Join {
                     return Err(Error::NotAuthenticated);
                 }
                 if let Err(e) = st.session.begin_refresh(now) {
@@ -596,7 +785,24 @@ impl Inner {
                 Some(_) => FailureClass::Transient,
                 None => session::classify(status, oauth_error.as_deref()),
             };
+            if class == FailureClass::Fatal && why == Why::Join {
+                // No session to end: the cookie simply holds none.
+                return Err(Error::SessionEnded {
+                    status,
+                    oauth_error,
+                });
+            }
             if class == FailureClass::Fatal {
+                // Refused: perhaps another tab rotated the token (or a response
+                // was lost). Ask the other tabs for newer tokens before giving up.
+                if self.ask_tabs(ASK_WAIT_MS).await
+                    && self.state.borrow().session.is_authenticated()
+                {
+                    return self
+                        .current()
+                        .map(|(g, _)| g)
+                        .ok_or(Error::NotAuthenticated);
+                }
                 let err = Error::SessionEnded {
                     status,
                     oauth_error,
@@ -622,6 +828,9 @@ impl Inner {
                     retry_in_ms: wait,
                 },
             };
+            if why == Why::Join {
+                return Err(err);
+            }
             // A malformed 2xx answer is not retried at once: the server may
             // have rotated the refresh token already, and a retry with the old
             // one would look like reuse.
@@ -828,6 +1037,7 @@ fn source_name(why: Why) -> &'static str {
         Why::Ahead => "timer",
         Why::Read => "read",
         Why::Needed => "on-demand",
+        Why::Join => "join",
     }
 }
 

@@ -27,6 +27,7 @@ extern crate alloc;
 pub mod config;
 pub mod error;
 mod json;
+pub mod protocol;
 pub mod session;
 pub mod token;
 
@@ -36,6 +37,8 @@ mod client;
 mod http;
 #[cfg(target_arch = "wasm32")]
 mod interop;
+#[cfg(target_arch = "wasm32")]
+mod tabs;
 #[cfg(target_arch = "wasm32")]
 mod typescript;
 

@@ -129,6 +129,13 @@ impl Session {
         self.generation
     }
 
+    /// Moves the generation forward to `gen` (a newer state seen in another tab).
+    pub fn advance_to(&mut self, gen: u64) {
+        if gen > self.generation {
+            self.generation = gen;
+        }
+    }
+
     /// Ends the session; returns whether there was one.
     pub fn clear(&mut self) -> bool {
         let had = self.tokens.take().is_some();

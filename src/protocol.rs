@@ -1,0 +1,385 @@
+//! The tab protocol: what tabs of one origin and channel tell each other over
+//! `BroadcastChannel`, and how a received message is decoded. Decoding never
+//! panics: own, older, malformed or unknown-version messages are rejected and
+//! the caller ignores them.
+//!
+//! Every message carries the protocol version `v`, the sender's tab id
+//! `from` and the sender's session generation `gen`. Generations only grow,
+//! so a message never takes a tab back to an older state.
+
+use crate::config::OptValue;
+use crate::token::TokenSet;
+use alloc::string::String;
+
+/// The protocol version this build speaks.
+pub const VERSION: f64 = 1.0;
+
+/// A tab message.
+#[derive(Clone, PartialEq)]
+pub enum Message {
+    /// "Who has something newer than my generation?" Sent by a new tab, a
+    /// tab coming back (bfcache, visibility), and before giving a session up.
+    Hello {
+        /// The asking tab's generation.
+        gen: u64,
+    },
+    /// "Here is my session": after a login or refresh, or in answer to a hello.
+    Session {
+        /// The sender's generation for these tokens.
+        gen: u64,
+        /// The tokens (same origin only, never logged).
+        tokens: TokenSet,
+    },
+    /// "The session has ended" (logout, or a refresh refused for good).
+    Logout {
+        /// The sender's generation after ending it.
+        gen: u64,
+        /// Why it ended in the sender: `"local"` or `"refresh-failed"`.
+        reason: String,
+    },
+}
+
+impl core::fmt::Debug for Message {
+    // Tokens never reach a log.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Message::Hello { gen } => write!(f, "Hello {{ gen: {gen} }}"),
+            Message::Session { gen, tokens } => {
+                write!(f, "Session {{ gen: {gen}, tokens: {tokens:?} }}")
+            }
+            Message::Logout { gen, reason } => {
+                write!(f, "Logout {{ gen: {gen}, reason: {reason} }}")
+            }
+        }
+    }
+}
+
+impl Message {
+    /// The sender's generation.
+    pub fn gen(&self) -> u64 {
+        match self {
+            Message::Hello { gen } | Message::Session { gen, .. } | Message::Logout { gen, .. } => {
+                *gen
+            }
+        }
+    }
+}
+
+/// A decoded message with its sender.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The sender's tab id.
+    pub from: String,
+    /// The message.
+    pub message: Message,
+}
+
+/// Why a message was not accepted (for tests and debugging; callers ignore it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Not an object, or a field missing or of the wrong type.
+    Malformed,
+    /// Another protocol version.
+    Version,
+    /// Sent by this tab.
+    Own,
+}
+
+const MAX_ID: usize = 64;
+const MAX_TOKEN: usize = 16 * 1024;
+/// Generations are carried as JS numbers: integers up to 2^53 are exact.
+const MAX_GEN: f64 = 9_007_199_254_740_991.0;
+
+fn field<'a>(entries: &'a [(String, OptValue)], key: &str) -> Option<&'a OptValue> {
+    entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+fn string(entries: &[(String, OptValue)], key: &str, max: usize) -> Result<String, Reject> {
+    match field(entries, key) {
+        Some(OptValue::Str(s)) if !s.is_empty() && s.len() <= max => Ok(s.clone()),
+        _ => Err(Reject::Malformed),
+    }
+}
+
+fn number(entries: &[(String, OptValue)], key: &str) -> Result<Option<f64>, Reject> {
+    match field(entries, key) {
+        None | Some(OptValue::Undefined) | Some(OptValue::Null) => Ok(None),
+        Some(OptValue::Num(n)) if n.is_finite() => Ok(Some(*n)),
+        _ => Err(Reject::Malformed),
+    }
+}
+
+fn generation(entries: &[(String, OptValue)]) -> Result<u64, Reject> {
+    match number(entries, "gen")? {
+        Some(g) if (0.0..=MAX_GEN).contains(&g) && g.fract() == 0.0 => Ok(g as u64),
+        _ => Err(Reject::Malformed),
+    }
+}
+
+/// Decodes a received message. `own_id` is this tab's id: its own messages
+/// are rejected.
+pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
+    let OptValue::Map(entries) = value else {
+        return Err(Reject::Malformed);
+    };
+    match field(entries, "v") {
+        Some(OptValue::Num(v)) if *v == VERSION => {}
+        Some(OptValue::Num(_)) => return Err(Reject::Version),
+        _ => return Err(Reject::Malformed),
+    }
+    let from = string(entries, "from", MAX_ID)?;
+    if from == own_id {
+        return Err(Reject::Own);
+    }
+    let gen = generation(entries)?;
+    let kind = string(entries, "type", 16)?;
+    let message = match kind.as_str() {
+        "hello" => Message::Hello { gen },
+        "session" => {
+            let access = string(entries, "access", MAX_TOKEN)?;
+            if access.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+                return Err(Reject::Malformed);
+            }
+            let refresh = match field(entries, "refresh") {
+                None | Some(OptValue::Undefined) | Some(OptValue::Null) => None,
+                Some(_) => Some(string(entries, "refresh", MAX_TOKEN)?),
+            };
+            let expires_at = number(entries, "expiresAt")?;
+            let issued_at = number(entries, "issuedAt")?.ok_or(Reject::Malformed)?;
+            Message::Session {
+                gen,
+                tokens: TokenSet {
+                    access,
+                    refresh,
+                    expires_at,
+                    issued_at,
+                },
+            }
+        }
+        "logout" => {
+            let reason = string(entries, "reason", 32)?;
+            Message::Logout { gen, reason }
+        }
+        _ => return Err(Reject::Malformed),
+    };
+    Ok(Envelope { from, message })
+}
+
+/// What a tab does with a message it received, given its own generation and
+/// whether it has a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Apply {
+    /// Nothing: the message is not newer than what the tab has.
+    Ignore,
+    /// Adopt these tokens at this generation.
+    Adopt,
+    /// End the local session (it ended elsewhere).
+    EndSession,
+    /// Move the generation forward without a session (a logout newer than ours
+    /// while we had no session anyway).
+    Advance,
+    /// Answer a hello with our own state (session or logout).
+    Answer,
+}
+
+/// Decides what to do with a message at generation `own_gen`.
+pub fn apply(message: &Message, own_gen: u64, authenticated: bool) -> Apply {
+    match message {
+        Message::Hello { gen } => {
+            if own_gen > *gen {
+                Apply::Answer
+            } else {
+                Apply::Ignore
+            }
+        }
+        Message::Session { gen, .. } => {
+            if *gen > own_gen {
+                Apply::Adopt
+            } else {
+                Apply::Ignore
+            }
+        }
+        Message::Logout { gen, .. } => {
+            if *gen >= own_gen && authenticated {
+                Apply::EndSession
+            } else if *gen > own_gen {
+                Apply::Advance
+            } else {
+                Apply::Ignore
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    fn s(v: &str) -> OptValue {
+        OptValue::Str(v.into())
+    }
+    fn n(v: f64) -> OptValue {
+        OptValue::Num(v)
+    }
+    fn msg(pairs: Vec<(&str, OptValue)>) -> OptValue {
+        OptValue::Map(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+    fn session(gen: f64) -> Vec<(&'static str, OptValue)> {
+        vec![
+            ("v", n(1.0)),
+            ("type", s("session")),
+            ("from", s("tab-b")),
+            ("gen", n(gen)),
+            ("access", s("a.b.c")),
+            ("refresh", s("r1")),
+            ("expiresAt", n(2000.0)),
+            ("issuedAt", n(1000.0)),
+        ]
+    }
+
+    #[test]
+    fn decodes_each_message() {
+        let e = decode(&msg(session(7.0)), "tab-a").unwrap();
+        assert_eq!(e.from, "tab-b");
+        assert_eq!(
+            e.message,
+            Message::Session {
+                gen: 7,
+                tokens: TokenSet {
+                    access: "a.b.c".into(),
+                    refresh: Some("r1".into()),
+                    expires_at: Some(2000.0),
+                    issued_at: 1000.0
+                }
+            }
+        );
+        let hello = msg(vec![
+            ("v", n(1.0)),
+            ("type", s("hello")),
+            ("from", s("x")),
+            ("gen", n(0.0)),
+        ]);
+        assert_eq!(
+            decode(&hello, "a").unwrap().message,
+            Message::Hello { gen: 0 }
+        );
+        let logout = msg(vec![
+            ("v", n(1.0)),
+            ("type", s("logout")),
+            ("from", s("x")),
+            ("gen", n(3.0)),
+            ("reason", s("local")),
+        ]);
+        assert_eq!(
+            decode(&logout, "a").unwrap().message,
+            Message::Logout {
+                gen: 3,
+                reason: "local".into()
+            }
+        );
+    }
+
+    #[test]
+    fn cookie_mode_sessions_carry_no_refresh_token() {
+        let mut m = session(2.0);
+        m.retain(|(k, _)| *k != "refresh");
+        let Message::Session { tokens, .. } = decode(&msg(m), "a").unwrap().message else {
+            panic!()
+        };
+        assert_eq!(tokens.refresh, None);
+    }
+
+    #[test]
+    fn rejects_own_foreign_and_malformed() {
+        assert_eq!(decode(&msg(session(1.0)), "tab-b"), Err(Reject::Own));
+        let mut m = session(1.0);
+        m[0] = ("v", n(2.0));
+        assert_eq!(decode(&msg(m), "a"), Err(Reject::Version));
+        let bad: Vec<OptValue> = vec![
+            OptValue::Null,
+            s("hello"),
+            n(1.0),
+            OptValue::List(vec![]),
+            msg(vec![]),
+            msg(vec![("v", s("1"))]),
+        ];
+        for b in bad {
+            assert_eq!(decode(&b, "a"), Err(Reject::Malformed), "{b:?}");
+        }
+        for (key, value) in [
+            ("type", s("nope")),
+            ("type", n(1.0)),
+            ("from", s("")),
+            ("from", n(3.0)),
+            ("gen", n(-1.0)),
+            ("gen", n(1.5)),
+            ("gen", n(f64::INFINITY)),
+            ("gen", n(1e300)),
+            ("gen", s("1")),
+            ("access", s("")),
+            ("access", s("has space")),
+            ("access", n(1.0)),
+            ("refresh", n(1.0)),
+            ("refresh", s("")),
+            ("expiresAt", s("soon")),
+            ("issuedAt", OptValue::Null),
+        ] {
+            let mut m = session(1.0);
+            for slot in m.iter_mut() {
+                if slot.0 == key {
+                    slot.1 = value.clone();
+                }
+            }
+            assert_eq!(decode(&msg(m), "a"), Err(Reject::Malformed), "{key}");
+        }
+        let mut m = session(1.0);
+        m.retain(|(k, _)| *k != "gen");
+        assert_eq!(decode(&msg(m), "a"), Err(Reject::Malformed));
+    }
+
+    #[test]
+    fn only_newer_state_is_applied() {
+        let tokens = TokenSet {
+            access: "a".into(),
+            refresh: None,
+            expires_at: None,
+            issued_at: 0.0,
+        };
+        let sess = |gen| Message::Session {
+            gen,
+            tokens: tokens.clone(),
+        };
+        let logout = |gen| Message::Logout {
+            gen,
+            reason: "local".into(),
+        };
+        assert_eq!(apply(&sess(5), 4, true), Apply::Adopt);
+        assert_eq!(apply(&sess(4), 4, true), Apply::Ignore);
+        assert_eq!(apply(&sess(3), 4, false), Apply::Ignore);
+        assert_eq!(apply(&logout(5), 4, true), Apply::EndSession);
+        assert_eq!(
+            apply(&logout(4), 4, true),
+            Apply::EndSession,
+            "a race: logout wins"
+        );
+        assert_eq!(
+            apply(&logout(3), 4, true),
+            Apply::Ignore,
+            "from before our login"
+        );
+        assert_eq!(apply(&logout(5), 4, false), Apply::Advance);
+        assert_eq!(apply(&logout(4), 4, false), Apply::Ignore);
+        assert_eq!(apply(&Message::Hello { gen: 3 }, 4, true), Apply::Answer);
+        assert_eq!(apply(&Message::Hello { gen: 3 }, 4, false), Apply::Answer);
+        assert_eq!(apply(&Message::Hello { gen: 4 }, 4, true), Apply::Ignore);
+    }
+
+    #[test]
+    fn debug_never_shows_tokens() {
+        let e = decode(&msg(session(1.0)), "a").unwrap();
+        let text = alloc::format!("{e:?}");
+        assert!(!text.contains("a.b.c") && !text.contains("r1"), "{text}");
+    }
+}
