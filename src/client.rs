@@ -34,6 +34,8 @@ const ASK_WAIT_MS: u32 = 150;
 /// How long a tab that waited for the refresh lock waits for the holder's
 /// broadcast before refreshing itself.
 const CONTENDED_WAIT_MS: u32 = 200;
+/// How long the refresh lock is kept after the new tokens were broadcast.
+const HOLD_AFTER_BROADCAST_MS: u32 = 50;
 /// Polling step while waiting for another tab.
 const POLL_MS: u32 = 5;
 
@@ -632,14 +634,21 @@ impl Inner {
             // its message may land a moment after our grant. Give it that moment.
             self.wait_for_newer(started, CONTENDED_WAIT_MS).await;
         }
-        let result = if self.state.borrow().session.generation() != started {
-            self.current()
+        if self.state.borrow().session.generation() != started {
+            return self
+                .current()
                 .map(|(g, _)| g)
-                .ok_or(Error::NotAuthenticated)
-        } else {
-            self.clone().run_refresh(why).await
-        };
-        drop(guard);
+                .ok_or(Error::NotAuthenticated);
+        }
+        let result = self.clone().run_refresh(why).await;
+        // The new tokens were broadcast; keep the lock a moment longer so the
+        // message reaches every tab before another one can take the lock
+        // (message delivery and lock grants are not ordered between tabs).
+        // Callers get the result now; only the lock waits.
+        wasm_bindgen_futures::spawn_local(async move {
+            gloo_timers::future::TimeoutFuture::new(HOLD_AFTER_BROADCAST_MS).await;
+            drop(guard);
+        });
         result
     }
 
