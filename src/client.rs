@@ -418,6 +418,12 @@ fn listen_to_page(inner: &Rc<Inner>) {
                         .network_back(interop::now());
                 }
                 if interop::is_visible() {
+                    if kind == "pageshow" || kind == "visibilitychange" {
+                        // Back from the bfcache or a frozen background: messages
+                        // may have been missed. Anything newer is answered.
+                        let gen = inner.state.borrow().session.generation();
+                        inner.post(&Message::Hello { gen });
+                    }
                     inner.tick();
                 }
             }

@@ -273,3 +273,45 @@ async fn cookie_mode_new_tab_falls_back_to_a_silent_refresh() {
     assert_eq!(resp.status(), 200);
     settle(joined.logout()).await.unwrap();
 }
+
+/// A tab coming back (pageshow, visibilitychange) asks the others and catches
+/// up with what it missed, here a logout.
+#[wasm_bindgen_test]
+async fn a_tab_coming_back_catches_up() {
+    setup("").await;
+    let channel = channel_name();
+    let stale = tab(&channel, &[]);
+    login(&stale).await;
+    // Another tab at a newer generation without a session: the stale tab
+    // missed its logout (as a tab frozen in the back-forward cache would).
+    let raw = web_sys::BroadcastChannel::new(&format!("tokenkeeper:{channel}")).unwrap();
+    let newer = stale.generation() + 5.0;
+    let answer = std::rc::Rc::new(std::cell::Cell::new(false));
+    let seen = answer.clone();
+    let raw2 = raw.clone();
+    let responder = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
+        move |e: web_sys::MessageEvent| {
+            if field(&e.data(), "type").as_string().as_deref() == Some("hello") {
+                seen.set(true);
+                raw2.post_message(&obj(&[
+                    ("v", 1.into()),
+                    ("type", "logout".into()),
+                    ("from", "frozen-peer".into()),
+                    ("gen", (newer as u32).into()),
+                    ("reason", "local".into()),
+                ]))
+                .unwrap();
+            }
+        },
+    );
+    raw.set_onmessage(Some(wasm_bindgen::JsCast::unchecked_ref(
+        responder.as_ref(),
+    )));
+    let event = web_sys::Event::new("pageshow").unwrap();
+    web_sys::window().unwrap().dispatch_event(&event).unwrap();
+    sleep(100).await;
+    assert!(answer.get(), "the tab asked on pageshow");
+    assert!(!stale.is_authenticated(), "and caught up with the logout");
+    assert_eq!(stale.generation(), newer);
+    raw.close();
+}
