@@ -140,7 +140,10 @@ pub(crate) fn string_field(obj: &JsValue, key: &str) -> Option<String> {
 pub(crate) fn number_field(obj: &JsValue, key: &str) -> Option<f64> {
     let v = get(obj, key);
     v.as_f64()
-        .or_else(|| v.as_string().and_then(|s| s.trim().parse::<f64>().ok()))
+        .or_else(|| {
+            v.as_string()
+                .and_then(|s| crate::json::decimal(s.trim().as_bytes()))
+        })
         .filter(|n| n.is_finite())
 }
 

@@ -269,7 +269,7 @@ impl Session {
 pub fn retry_after_ms(value: &str, date_ms: Option<f64>, now: f64) -> Option<f64> {
     let v = value.trim();
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
-        return v.parse::<f64>().ok().map(|s| s * 1000.0);
+        return crate::json::decimal(v.as_bytes()).map(|s| s * 1000.0);
     }
     date_ms.map(|d| (d - now).max(0.0))
 }
