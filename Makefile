@@ -7,12 +7,12 @@ WASM_TARGET := wasm32-unknown-unknown
 DEMO_PORT ?= 8080
 DEMO_FLAGS ?= --access-ttl 20s --refresh-ttl 1h --reuse-grace-ms 2000
 
-.PHONY: all bootstrap bootstrap-build build demo test lint unit browser-test e2e clean help
+.PHONY: all bootstrap bootstrap-build build types examples demo test lint unit browser-test e2e clean help
 
 help:
 	@echo "make demo   build the package and serve the live demo on http://127.0.0.1:$(DEMO_PORT)/"
 	@echo "make test   every check: fmt, clippy (native + wasm), unit and dev-server tests, browser tests"
-	@echo "make build  build the npm package into pkg/"
+	@echo "make build  build the npm package into pkg/ (and target/npm/tokenkeeper.tgz)"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -20,14 +20,46 @@ bootstrap:
 bootstrap-build:
 	@scripts/bootstrap.sh build
 
-## The npm package (wasm-pack output) in pkg/.
+## The npm package in pkg/: the ES module build (`--target web`, for bundlers
+## and <script type="module">), the classic-script build in pkg/classic/ (the
+## global `tokenkeeper`, for a plain <script src>), their package.json, and the
+## packed tarball target/npm/tokenkeeper.tgz, exactly what `npm publish` sends.
+WASM_ARTIFACT = $${CARGO_TARGET_DIR:-target}/$(WASM_TARGET)/release/tokenkeeper.wasm
 build: bootstrap-build
-	wasm-pack build --release --target web --out-dir pkg --no-pack
-	@printf 'pkg/tokenkeeper_bg.wasm: %s bytes, %s gzipped\n' \
-		"$$(wc -c < pkg/tokenkeeper_bg.wasm)" "$$(gzip -9c pkg/tokenkeeper_bg.wasm | wc -c)"
+	wasm-pack build --release --target web --out-dir pkg
+	rm -rf pkg/classic
+	wasm-bindgen --target no-modules --no-modules-global tokenkeeper --no-typescript \
+		--out-dir pkg/classic $(WASM_ARTIFACT)
+	@# Both targets link the same module (same imports and exports): reuse the
+	@# one wasm-pack optimized with wasm-opt.
+	cp pkg/tokenkeeper_bg.wasm pkg/classic/tokenkeeper_bg.wasm
+	node scripts/package.mjs pkg
+	@mkdir -p target/npm
+	@rm -f target/npm/tokenkeeper*.tgz
+	@npm pack ./pkg --pack-destination target/npm --silent >/dev/null
+	@mv target/npm/tokenkeeper-*.tgz target/npm/tokenkeeper.tgz
+	@for f in pkg/tokenkeeper_bg.wasm pkg/tokenkeeper.js pkg/classic/tokenkeeper.js; do \
+		printf '%-28s %7s bytes, %6s gzipped\n' "$$f" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; done
+	@printf '%-28s %7s bytes (npm pack)\n' target/npm/tokenkeeper.tgz "$$(wc -c < target/npm/tokenkeeper.tgz)"
 
-## Build, then serve www/ and pkg/ with the dev auth server on 127.0.0.1:$(DEMO_PORT).
-demo: build
+## TypeScript: every public API, used as an app would, under tsc --strict.
+types: build
+	tsc --strict --noEmit -p tests/types
+
+## The React and Vue examples (www/react, www/vue), type-checked and built with
+## Vite against the package installed from its tarball, as `npm install
+## tokenkeeper` installs it (files, exports and all), not a symlink to pkg/.
+EXAMPLES := www/react www/vue
+examples: bootstrap build
+	@for dir in $(EXAMPLES); do \
+		echo "building $$dir"; \
+		(cd $$dir && npm install --no-save --no-audit --no-fund --loglevel=error ../../target/npm/tokenkeeper.tgz \
+			&& npm run --silent build -- --logLevel warn) || exit 1; \
+	done
+
+## Build, then serve www/ and pkg/ with the dev auth server on 127.0.0.1:$(DEMO_PORT)
+## (the examples at /react/dist/ and /vue/dist/).
+demo: build examples
 	cargo build --quiet -p tokenkeeper-devserver
 	@echo
 	@echo "  tokenkeeper demo: open http://127.0.0.1:$(DEMO_PORT)/  (log in as user1 / password1; Ctrl-C stops)"
@@ -35,7 +67,7 @@ demo: build
 	target/debug/tokenkeeper-devserver --port $(DEMO_PORT) --www www --pkg pkg $(DEMO_FLAGS)
 
 ## Every test: formatting, lints, native unit + dev-server tests, browser tests.
-test: bootstrap lint unit browser-test e2e
+test: bootstrap lint unit browser-test types e2e
 
 lint:
 	cargo fmt --all -- --check
@@ -48,8 +80,10 @@ unit:
 browser-test:
 	scripts/browser-tests.sh --chrome --firefox
 
-## The demo page end to end in headless Chromium (Playwright, node --test).
-e2e: build
+## In headless Chromium (Playwright, node --test) against the dev server: the
+## demo page, the React and Vue examples (built, and under `vite` dev), the
+## README's <script> snippets, and a webpack bundle.
+e2e: build examples
 	cargo build --quiet -p tokenkeeper-devserver
 	node --test tests/e2e/
 

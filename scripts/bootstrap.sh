@@ -2,7 +2,7 @@
 # Installs what `make demo`, `make test` and `make bench` need, skipping what is
 # already present. Safe to run again: a second run takes seconds.
 #
-#   scripts/bootstrap.sh            everything (toolchain, browsers, npm packages)
+#   scripts/bootstrap.sh            everything (toolchain, browsers, npm packages, the examples')
 #   scripts/bootstrap.sh build      only what building the package needs
 #
 # Everything is installed from package registries (rustup, crates.io, npm,
@@ -78,9 +78,20 @@ if [ "$what" = all ]; then
 fi
 install_apt
 
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    say "installing npm packages"
-    npm ci --no-audit --no-fund --loglevel=error
+# npm packages: the tools' (root), and the React and Vue examples' (their
+# `tokenkeeper` dependency links to pkg/, which `make build` fills). Skipped
+# while node_modules is newer than the lock file.
+npm_ci() { # dir
+    local dir=$1
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        say "installing npm packages in $dir/"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
+npm_ci .
+if [ "$what" = all ]; then
+    npm_ci www/react
+    npm_ci www/vue
 fi
 
 if [ "$what" = all ]; then

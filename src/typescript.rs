@@ -7,11 +7,11 @@ use wasm_bindgen::JsCast;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-/** Options of `new TokenKeeper(options)`. Validated once: a bad one throws a TokenKeeperError naming it. */
+/** Options of `new TokenKeeper(options)`. Validated once: an unknown option, a wrong type or an invalid URL throws a TokenKeeperError with code `invalid_option` naming it. */
 export interface TokenKeeperOptions {
   /** The refresh endpoint (absolute, or relative to the page). Required. */
   refreshUrl: string;
-  /** How the refresh token is sent: JSON body (default), RFC 6749 form, or an HttpOnly cookie. */
+  /** How the refresh token is sent: `"json"` body (default), RFC 6749 `"form"`, or an HttpOnly `"cookie"` the page never sees. */
   refreshStyle?: "json" | "form" | "cookie";
   /** `client_id` sent with form-style refreshes. */
   clientId?: string;
@@ -23,13 +23,13 @@ export interface TokenKeeperOptions {
   scheme?: string | null;
   /** Origins that receive the token; every other URL is fetched untouched. Default: the page's origin. */
   allowedOrigins?: string[];
-  /** Refresh this long before expiry (bounded to a third of the token's lifetime). Default 60. */
+  /** Refresh this long before expiry, in seconds (bounded to a third of the token's lifetime). Default 60. */
   refreshLeadSeconds?: number;
-  /** A response header that may carry a renewed access token. */
+  /** A response header that may carry a renewed access token. Default: none. */
   renewHeader?: string | null;
-  /** A logout/revoke endpoint told on logout (best effort). */
+  /** A logout/revoke endpoint told on logout (best effort). Default: none. */
   logoutUrl?: string | null;
-  /** Field names of the token response. */
+  /** Field names of the token response. Default `access_token`, `refresh_token`, `expires_in`. */
   fields?: { accessToken?: string; refreshToken?: string; expiresIn?: string };
   /** The cross-tab channel name. Default `"tokenkeeper"`. */
   channel?: string;
@@ -43,19 +43,64 @@ export interface TokenResponse {
   [field: string]: unknown;
 }
 
-/** The events of a TokenKeeper. */
-export type TokenKeeperEvent = "refresh" | "refresh-error" | "expired" | "logout" | "change";
-
-/** `refresh`: new tokens are in place. */
-export interface RefreshDetail { source: "timer" | "read" | "on-demand" | "renew-header"; expiresAt?: number; generation: number }
-/** `refresh-error`: a refresh failed; `retrying` says whether the session is kept. */
-export interface RefreshErrorDetail { code: TokenKeeperErrorCode; message: string; retrying: boolean; fatal: boolean; status?: number; error?: string; retryInMs?: number }
+/** `refresh`: new tokens are in place. `expiresAt` is in ms since the epoch. */
+export interface RefreshDetail {
+  /** What caused it: the timer ahead of expiry, a read inside the lead window, a caller that needed a token, a renewed token in a response header, a new tab joining (cookie mode), or another tab's refresh. */
+  source: "timer" | "read" | "on-demand" | "renew-header" | "join" | "tab";
+  expiresAt?: number;
+  generation: number;
+}
+/** `refresh-error`: a refresh failed; `retrying` says whether the session is kept and retried. */
+export interface RefreshErrorDetail {
+  code: TokenKeeperErrorCode;
+  message: string;
+  retrying: boolean;
+  fatal: boolean;
+  /** The HTTP status of the refresh response, if there was one. */
+  status?: number;
+  /** The OAuth `error` the server answered with, if any. */
+  error?: string;
+  /** When the next attempt is planned, in ms. */
+  retryInMs?: number;
+}
 /** `expired`: a request was answered 401 and no new token could fix it. */
-export interface ExpiredDetail { reason: "no-session" | "refresh-failed" | "rejected-after-refresh"; url: string }
-/** `logout`: the session ended. */
-export interface LogoutDetail { reason: "local" | "refresh-failed" | "remote" }
-/** `change`: the session state changed. */
-export interface ChangeDetail { isAuthenticated: boolean; expiresAt?: number; generation: number }
+export interface ExpiredDetail {
+  reason: "no-session" | "refresh-failed" | "rejected-after-refresh";
+  /** The URL of the request that was refused. */
+  url: string;
+}
+/** `logout`: the session ended, here (`"local"`), because the refresh token was refused (`"refresh-failed"`), or in another tab (`"remote"`). */
+export interface LogoutDetail {
+  reason: "local" | "refresh-failed" | "remote";
+}
+/** `change`: the session state changed (logged in, new tokens, logged out). */
+export interface ChangeDetail {
+  isAuthenticated: boolean;
+  expiresAt?: number;
+  generation: number;
+}
+/** `sync`: a message from another tab was acted on. */
+export interface SyncDetail {
+  /** `"adopted"` its tokens, ended the session on its `"logout"`, `"advanced"` the generation, or `"answered"` a new tab. */
+  type: "adopted" | "logout" | "advanced" | "answered";
+  /** The id of the tab that sent it. */
+  from: string;
+  /** This keeper's generation afterwards. */
+  generation: number;
+}
+
+/** Every event of a TokenKeeper and the detail its listeners receive. */
+export interface TokenKeeperEventMap {
+  "refresh": RefreshDetail;
+  "refresh-error": RefreshErrorDetail;
+  "expired": ExpiredDetail;
+  "logout": LogoutDetail;
+  "change": ChangeDetail;
+  "sync": SyncDetail;
+}
+
+/** The event names of a TokenKeeper. */
+export type TokenKeeperEvent = keyof TokenKeeperEventMap;
 
 /** The stable codes of TokenKeeperError. */
 export type TokenKeeperErrorCode =
@@ -63,7 +108,7 @@ export type TokenKeeperErrorCode =
   | "login_failed" | "session_ended" | "refresh_unavailable" | "refresh_throttled"
   | "network_error" | "freed" | "browser_error";
 
-/** Every error tokenkeeper throws or rejects with. */
+/** Every error tokenkeeper throws or rejects with: a real `Error`, told apart by `isTokenKeeperError`. */
 export interface TokenKeeperError extends Error {
   name: "TokenKeeperError";
   code: TokenKeeperErrorCode;
@@ -71,16 +116,32 @@ export interface TokenKeeperError extends Error {
   status?: number;
   /** The OAuth `error` the server answered with, if any. */
   error?: string;
-  /** When a retry is planned, in ms. */
+  /** When a retry is planned, in ms (`refresh_unavailable`, `refresh_throttled`). */
   retryInMs?: number;
   /** The option at fault (`invalid_option`). */
   option?: string;
+}
+
+export interface TokenKeeper {
+  /**
+   * Subscribes `callback` to `event` and returns the function that
+   * unsubscribes it. The detail's type follows the event name; details never
+   * contain tokens.
+   */
+  on<K extends TokenKeeperEvent>(event: K, callback: (detail: TokenKeeperEventMap[K]) => void): () => void;
+  /**
+   * Same contract as `window.fetch`: the access token is attached for allowed
+   * origins, and a 401 is answered by one refresh and one replay.
+   */
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
 }
 "#;
 
 /// Whether `value` is an error thrown by tokenkeeper (a type guard in TypeScript).
 #[wasm_bindgen(js_name = isTokenKeeperError, unchecked_return_type = "value is TokenKeeperError")]
-pub fn is_token_keeper_error(value: &JsValue) -> bool {
+pub fn is_token_keeper_error(
+    #[wasm_bindgen(unchecked_param_type = "unknown")] value: &JsValue,
+) -> bool {
     value.is_instance_of::<js_sys::Error>()
         && js_sys::Reflect::get(value, &JsValue::from_str("name"))
             .ok()
