@@ -1,0 +1,114 @@
+import { useEffect, useState, type FormEvent } from "react";
+import { isTokenKeeperError } from "tokenkeeper";
+import { createTokenKeeper, useTokenKeeper } from "./useTokenKeeper.ts";
+
+// Once per page. Short lead so that the refreshes show within seconds.
+const auth = createTokenKeeper({ refreshUrl: "/token/refresh", logoutUrl: "/logout", refreshLeadSeconds: 5 });
+
+interface Me {
+  sub: string;
+  jti: string;
+  token_exp?: number;
+}
+
+/** The current time, ticking every `ms`. */
+function useNow(ms: number): number {
+  const [now, setNow] = useState(Date.now);
+  useEffect(() => {
+    const id = setInterval(() => setNow(Date.now()), ms);
+    return () => clearInterval(id);
+  }, [ms]);
+  return now;
+}
+
+function seconds(at: number | undefined, now: number): string {
+  return at === undefined ? "–" : `${Math.max(0, (at - now) / 1000).toFixed(1)} s`;
+}
+
+function describe(e: unknown): string {
+  return isTokenKeeperError(e) ? `${e.code}${e.status ? ` (${e.status})` : ""}: ${e.message}` : String(e);
+}
+
+export default function App() {
+  const session = useTokenKeeper(auth);
+  const now = useNow(200);
+  const [me, setMe] = useState<Me | null>(null);
+  const [error, setError] = useState("");
+
+  async function login(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    setError("");
+    try {
+      await session.login("/login", { username: form.get("username"), password: form.get("password") });
+    } catch (e) {
+      setError(describe(e));
+    }
+  }
+
+  async function callApi() {
+    setError("");
+    try {
+      const res = await session.fetch("/api/me");
+      if (!res.ok) throw new Error(`GET /api/me answered ${res.status}`);
+      setMe((await res.json()) as Me);
+    } catch (e) {
+      setError(describe(e));
+    }
+  }
+
+  async function logout() {
+    await session.logout();
+    setMe(null);
+  }
+
+  const label = { loading: "loading…", "logged-in": "logged in", "logged-out": "logged out", failed: "failed" };
+  return (
+    <main>
+      <h1>
+        tokenkeeper <small>React + Vite</small>
+      </h1>
+      <p>
+        Status: <span id="status" className={`badge ${session.status}`}>{label[session.status]}</span>
+      </p>
+
+      {session.status === "logged-out" && (
+        <form id="login" onSubmit={login}>
+          <label>
+            User <input name="username" defaultValue="user1" autoComplete="username" />
+          </label>
+          <label>
+            Password <input name="password" type="password" defaultValue="password1" autoComplete="current-password" />
+          </label>
+          <button type="submit">Log in</button>
+        </form>
+      )}
+
+      {session.isAuthenticated && (
+        <section>
+          <dl>
+            <dt>Token expires in</dt>
+            <dd id="expires">{seconds(session.expiresAt, now)}</dd>
+            <dt>Next silent refresh in</dt>
+            <dd id="next-refresh">{seconds(session.refreshAt, now)}</dd>
+            <dt>Token generation</dt>
+            <dd id="generation">{session.generation}</dd>
+          </dl>
+          <button id="call-api" onClick={callApi}>
+            Call /api/me
+          </button>{" "}
+          <button id="logout" onClick={logout}>
+            Log out
+          </button>
+          {me && (
+            <p id="result">
+              The API says: you are <strong>{me.sub}</strong> (token {me.jti.slice(0, 8)}…)
+            </p>
+          )}
+        </section>
+      )}
+
+      {error && <p id="error">{error}</p>}
+    </main>
+  );
+}
