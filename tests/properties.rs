@@ -27,7 +27,7 @@ fn opt_value() -> impl Strategy<Value = OptValue> {
         prop_oneof![
             "hello", "session", "logout", "local", "/r", "json", "form", "cookie", "x", "a.b.c"
         ]
-        .prop_map(|s| OptValue::Str(s.into())),
+        .prop_map(OptValue::Str),
         Just(OptValue::Other("a function")),
     ];
     let key = prop_oneof![
