@@ -5,9 +5,9 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 WASM_TARGET := wasm32-unknown-unknown
 DEMO_PORT ?= 8080
-DEMO_FLAGS ?= --access-ttl 20s --refresh-ttl 1h --reuse-grace-ms 2000
+DEMO_FLAGS ?= --access-ttl 10s --refresh-ttl 1h --reuse-grace-ms 2000
 
-.PHONY: all bootstrap bootstrap-build build types examples demo test lint unit browser-test e2e clean help
+.PHONY: all bootstrap bootstrap-build build types examples demo test lint unit browser-test e2e clean help fuzz
 
 help:
 	@echo "make demo   build the package and serve the live demo on http://127.0.0.1:$(DEMO_PORT)/"
@@ -90,3 +90,16 @@ e2e: build examples
 clean:
 	cargo clean
 	rm -rf pkg
+
+## Fuzz the parsers of untrusted input with cargo-fuzz (libFuzzer), FUZZ_RUNS
+## executions each (not part of `make test`; the short property-test version is).
+## cargo-fuzz wants nightly flags: RUSTC_BOOTSTRAP lets the stable toolchain take them.
+FUZZ_RUNS ?= 10000000
+FUZZ_TARGETS := jwt token_response tab_message options
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		echo "=== fuzz $$t ($(FUZZ_RUNS) runs)"; \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -runs=$(FUZZ_RUNS) -print_final_stats=1 2>&1 \
+			| grep -E '^Done|stat::number_of_executed_units|cov:' | tail -2) || exit 1; \
+	done

@@ -1,0 +1,99 @@
+// The React and Vue examples (www/react, www/vue) in headless Chromium against
+// the real dev server, as a person uses them: log in, call the API, see the
+// answer rendered, watch a silent refresh re-render the state, log out. Once
+// as built by `vite build` (served by the dev server itself, under the page's
+// strict CSP), once under `vite` dev (Vite's own server, API proxied). The
+// package is the packed tarball installed by `make examples`, not a symlink.
+// A screenshot of each logged-in page is checked pixel by pixel.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { lstatSync } from "node:fs";
+import { join } from "node:path";
+import { colorShare, launch, root, shots, startServer, startVite, watchErrors } from "./lib.mjs";
+
+const GREEN = [0x13, 0x7a, 0x3a]; // .badge.logged-in
+const RED = [0xa4, 0x26, 0x2c]; // .badge.logged-out
+const RESULT = [0xe8, 0xf4, 0xec]; // #result, the API's answer
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** Drives one example at `url` through a whole session; `name` labels the screenshots. */
+async function session(url, name, server) {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 600 } });
+  const errors = watchErrors(page);
+  try {
+    await page.goto(url);
+    await page.waitForSelector("#status.logged-out");
+    await page.click("#login button[type=submit]");
+    await page.waitForSelector("#status.logged-in");
+    assert.equal(await page.textContent("#status"), "logged in");
+
+    await page.click("#call-api");
+    await page.waitForSelector("#result");
+    assert.match(await page.textContent("#result"), /you are user1\b/);
+
+    // A 3 s token is refreshed silently after ~2 s: the hook re-renders it.
+    assert.equal(await page.textContent("#generation"), "1");
+    await page.waitForFunction(() => Number(document.querySelector("#generation")?.textContent) >= 2, null, { timeout: 8000 });
+    const countdown = Number.parseFloat(await page.textContent("#expires"));
+    assert.ok(countdown > 0 && countdown < 4, `a live countdown below the 3 s lifetime (+ clock rounding): ${countdown}`);
+
+    const loggedIn = await page.screenshot({ path: join(shots, `${name}.png`) });
+    const green = await colorShare(browser, loggedIn, GREEN);
+    assert.ok(green > 0.001, `the logged-in badge is visible in ${name}.png (${green})`);
+    assert.ok((await colorShare(browser, loggedIn, RED)) < 0.0001, `no logged-out badge in ${name}.png`);
+    assert.ok((await colorShare(browser, loggedIn, RESULT)) > 0.005, `the API's answer is visible in ${name}.png`);
+
+    await page.click("#logout");
+    await page.waitForSelector("#status.logged-out");
+    const loggedOut = await page.screenshot({ path: join(shots, `${name}-logged-out.png`) });
+    assert.ok((await colorShare(browser, loggedOut, RED)) > 0.001, `the logged-out badge is visible`);
+    assert.ok((await colorShare(browser, loggedOut, GREEN)) < 0.0001, `no logged-in badge after logout`);
+    assert.equal(await page.$("#result"), null);
+
+    const stats = await server.stats();
+    assert.equal(stats.logins, 1);
+    assert.ok(stats.refreshes >= 1, "a silent refresh happened");
+    assert.equal(stats.api_ok, 1);
+    assert.equal(stats.api_401, 0);
+    assert.equal(stats.logouts, 1);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+  }
+}
+
+for (const name of ["react", "vue"]) {
+  const dir = join(root, "www", name);
+
+  test(`${name} example: installed from the tarball, not linked`, () => {
+    assert.equal(lstatSync(join(dir, "node_modules/tokenkeeper")).isSymbolicLink(), false,
+      "make examples installs target/npm/tokenkeeper.tgz into the example");
+  });
+
+  test(`${name} example, built by vite build: log in, call the API, refresh, log out`, async () => {
+    const server = await startServer({ www: join(dir, "dist"), flags: ["--access-ttl", "3s"] });
+    try {
+      await session(server.url + "/", name, server);
+    } finally {
+      server.stop();
+    }
+  });
+
+  test(`${name} example under the vite dev server: the same session`, async () => {
+    const server = await startServer({ flags: ["--access-ttl", "3s"] });
+    const vite = await startVite(dir, server.url);
+    try {
+      await session(vite.url + "/", `${name}-dev`, server);
+    } finally {
+      vite.stop();
+      server.stop();
+    }
+  });
+}
