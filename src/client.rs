@@ -122,6 +122,15 @@ fn lookup(id: u32) -> Option<Rc<Inner>> {
     })
 }
 
+/// Runs a future as a JS promise. Boxed, so every exported async method
+/// shares one instance of the promise glue (it is large in wasm).
+fn promise(f: impl core::future::Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
+    let boxed: core::pin::Pin<
+        alloc::boxed::Box<dyn core::future::Future<Output = Result<JsValue, JsValue>>>,
+    > = alloc::boxed::Box::pin(f);
+    future_to_promise(boxed)
+}
+
 fn js_err(e: Error) -> JsValue {
     interop::to_js_error(&e)
 }
@@ -192,7 +201,7 @@ impl TokenKeeper {
     #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
     pub fn ready(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(async move {
             inner.alive().map_err(js_err)?;
             let authenticated = |inner: &Inner| inner.state.borrow().session.is_authenticated();
             if !authenticated(&inner) && inner.state.borrow().tabs.is_some() {
@@ -222,7 +231,7 @@ impl TokenKeeper {
         #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] credentials: JsValue,
     ) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(async move {
             let url = crate::config::UrlResolver::resolve(&interop::BrowserUrls::new(), &url)
                 .ok_or(Error::InvalidArgument {
                     argument: "url",
@@ -287,7 +296,7 @@ impl TokenKeeper {
         #[wasm_bindgen(unchecked_param_type = "RequestInit")] init: JsValue,
     ) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move { inner.authed_fetch(input, init).await })
+        promise(async move { inner.authed_fetch(input, init).await })
     }
 
     /// A valid access token, refreshing first when it is expired or inside
@@ -295,7 +304,7 @@ impl TokenKeeper {
     #[wasm_bindgen(js_name = getAccessToken, unchecked_return_type = "Promise<string>")]
     pub fn get_access_token(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(async move {
             let (_, access) = inner.valid_token().await.map_err(js_err)?;
             Ok(JsValue::from_str(&access))
         })
@@ -306,7 +315,7 @@ impl TokenKeeper {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn refresh(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(async move {
             inner.alive().map_err(js_err)?;
             inner.refresh_joined(Why::Needed).await.map_err(js_err)?;
             Ok(JsValue::UNDEFINED)
@@ -373,7 +382,7 @@ impl TokenKeeper {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn logout(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(async move {
             let tokens = inner.state.borrow().session.tokens().cloned();
             inner.end_session("local");
             if let (Some(url), Some(tokens)) = (&inner.settings.logout_url, tokens) {
@@ -590,7 +599,7 @@ impl Inner {
         }
         let inner = self.clone();
         let started = self.state.borrow().session.generation();
-        let promise = future_to_promise(async move {
+        let promise = promise(async move {
             let result = inner.clone().refresh_across_tabs(why, started).await;
             let mut st = inner.state.borrow_mut();
             st.refreshing = None;
@@ -871,11 +880,7 @@ impl Inner {
     fn emit_refresh_error(&self, err: &Error, retrying: bool, retry_in_ms: Option<f64>) {
         let detail = Object::new();
         interop::set(&detail, "code", &JsValue::from_str(err.code()));
-        interop::set(
-            &detail,
-            "message",
-            &JsValue::from_str(&alloc::string::ToString::to_string(err)),
-        );
+        interop::set(&detail, "message", &JsValue::from_str(&err.message()));
         interop::set(&detail, "retrying", &retrying.into());
         interop::set(&detail, "fatal", &(!retrying).into());
         if let Some(status) = err.status() {

@@ -128,35 +128,42 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Error {
+    /// A human-readable message naming what was wrong (never a token).
+    ///
+    /// Built by hand rather than with `format!`: the formatting machinery is
+    /// a large part of a small wasm module.
+    pub fn message(&self) -> String {
+        let mut m = String::new();
         match self {
             Error::InvalidOption { option, reason } => {
-                write!(f, "invalid option `{option}`: {reason}")
+                push_all(&mut m, &["invalid option `", option, "`: ", reason]);
             }
             Error::InvalidArgument { argument, reason } => {
-                write!(f, "invalid argument `{argument}`: {reason}")
+                push_all(&mut m, &["invalid argument `", argument, "`: ", reason]);
             }
-            Error::NotAuthenticated => f.write_str("not authenticated: log in first"),
+            Error::NotAuthenticated => m.push_str("not authenticated: log in first"),
             Error::InvalidTokenResponse { reason } => {
-                write!(f, "the token endpoint's response is not usable: {reason}")
+                push_all(
+                    &mut m,
+                    &["the token endpoint's response is not usable: ", reason],
+                );
             }
             Error::LoginFailed {
                 status,
                 oauth_error,
             } => {
-                write!(f, "login failed with HTTP {status}")?;
-                suffix(f, oauth_error)
+                m.push_str("login failed with HTTP ");
+                push_number(&mut m, u64::from(*status));
+                push_oauth(&mut m, oauth_error);
             }
             Error::SessionEnded {
                 status,
                 oauth_error,
             } => {
-                write!(
-                    f,
-                    "the session has ended: refresh refused with HTTP {status}"
-                )?;
-                suffix(f, oauth_error)
+                m.push_str("the session has ended: refresh refused with HTTP ");
+                push_number(&mut m, u64::from(*status));
+                push_oauth(&mut m, oauth_error);
             }
             Error::RefreshUnavailable {
                 status,
@@ -164,29 +171,63 @@ impl fmt::Display for Error {
                 retry_in_ms,
             } => {
                 if *status == 0 {
-                    f.write_str("refresh failed: no answer from the token endpoint")?;
+                    m.push_str("refresh failed: no answer from the token endpoint");
                 } else {
-                    write!(f, "refresh failed with HTTP {status}")?;
+                    m.push_str("refresh failed with HTTP ");
+                    push_number(&mut m, u64::from(*status));
                 }
-                suffix(f, oauth_error)?;
-                write!(f, "; retrying in {} ms", *retry_in_ms as u64)
+                push_oauth(&mut m, oauth_error);
+                m.push_str("; retrying in ");
+                push_number(&mut m, *retry_in_ms as u64);
+                m.push_str(" ms");
             }
-            Error::RefreshThrottled { retry_in_ms } => write!(
-                f,
-                "too many refreshes in a short time; paused for {} ms",
-                *retry_in_ms as u64
-            ),
-            Error::Network { during } => write!(f, "network error during {during}"),
-            Error::Freed => f.write_str("this TokenKeeper was freed"),
-            Error::Browser { during, message } => write!(f, "{during}: {message}"),
+            Error::RefreshThrottled { retry_in_ms } => {
+                m.push_str("too many refreshes in a short time; paused for ");
+                push_number(&mut m, *retry_in_ms as u64);
+                m.push_str(" ms");
+            }
+            Error::Network { during } => push_all(&mut m, &["network error during ", during]),
+            Error::Freed => m.push_str("this TokenKeeper was freed"),
+            Error::Browser { during, message } => push_all(&mut m, &[during, ": ", message]),
         }
+        m
     }
 }
 
-fn suffix(f: &mut fmt::Formatter<'_>, oauth_error: &Option<String>) -> fmt::Result {
-    match oauth_error {
-        Some(e) => write!(f, " ({e})"),
-        None => Ok(()),
+fn push_all(m: &mut String, parts: &[&str]) {
+    for p in parts {
+        m.push_str(p);
+    }
+}
+
+fn push_oauth(m: &mut String, oauth_error: &Option<String>) {
+    if let Some(e) = oauth_error {
+        push_all(m, &[" (", e, ")"]);
+    }
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_number(m: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    for d in digits.iter().skip(i) {
+        m.push(char::from(*d));
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
     }
 }
 
@@ -215,5 +256,14 @@ mod tests {
         };
         assert!(e.to_string().contains("no answer"));
         assert!(e.to_string().contains("1500 ms"));
+    }
+
+    #[test]
+    fn numbers() {
+        for n in [0u64, 7, 10, 429, 65_535, u64::MAX] {
+            let mut s = String::new();
+            push_number(&mut s, n);
+            assert_eq!(s, alloc::format!("{n}"));
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::config::{OptValue, UrlResolver};
 use crate::error::Error;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::closure::Closure;
@@ -164,7 +164,7 @@ pub(crate) fn init_body(init: &JsValue) -> JsValue {
 /// Turns an [`Error`] into a real JS `Error` with `name`, `code`, and
 /// `status` / `error` / `retryInMs` where they apply.
 pub(crate) fn to_js_error(e: &Error) -> JsValue {
-    let err = js_sys::Error::new(&e.to_string());
+    let err = js_sys::Error::new(&e.message());
     err.set_name("TokenKeeperError");
     let obj: &Object = err.as_ref();
     set(obj, "code", &JsValue::from_str(e.code()));
@@ -189,7 +189,7 @@ pub(crate) fn js_message(v: &JsValue) -> String {
     v.dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))
         .or_else(|| v.as_string())
-        .unwrap_or_else(|| "unknown error".to_string())
+        .unwrap_or_else(|| String::from("unknown error"))
 }
 
 /// An event listener that is removed when dropped (RAII, like gloo's

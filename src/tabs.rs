@@ -8,7 +8,6 @@
 
 use crate::interop::{self, Listener};
 use crate::protocol::{Message, VERSION};
-use alloc::format;
 use alloc::string::String;
 use core::cell::Cell;
 use js_sys::{Function, Object, Promise};
@@ -40,7 +39,9 @@ impl Tabs {
     /// Opens the channel `name`; `on_message` gets every message's data.
     /// `None` where `BroadcastChannel` is missing (then the tab is alone).
     pub(crate) fn open(name: &str, on_message: impl FnMut(JsValue) + 'static) -> Option<Tabs> {
-        let channel = BroadcastChannel::new(&format!("tokenkeeper:{name}")).ok()?;
+        let mut channel_name = String::from("tokenkeeper:");
+        channel_name.push_str(name);
+        let channel = BroadcastChannel::new(&channel_name).ok()?;
         let mut on_message = on_message;
         let listener = Listener::new(channel.as_ref(), "message", move |event| {
             if let Some(event) = event.dyn_ref::<web_sys::MessageEvent>() {
@@ -50,7 +51,10 @@ impl Tabs {
         Some(Tabs {
             id: random_id(),
             channel,
-            lock_name: format!("tokenkeeper:{name}:refresh"),
+            lock_name: {
+                channel_name.push_str(":refresh");
+                channel_name
+            },
             _listener: listener,
         })
     }
@@ -170,7 +174,12 @@ fn random_id() -> String {
         c.set(n);
         n
     });
-    let a = (interop::random() * 4_294_967_296.0) as u32;
-    let b = (interop::random() * 4_294_967_296.0) as u32;
-    format!("{a:08x}{b:08x}-{n}")
+    let mut id = String::with_capacity(24);
+    for _ in 0..16 {
+        let digit = (interop::random() * 16.0) as u32;
+        id.push(char::from_digit(digit.min(15), 16).unwrap_or('0'));
+    }
+    id.push('-');
+    crate::error::push_number(&mut id, u64::from(n));
+    id
 }

@@ -4,7 +4,6 @@
 use crate::error::Error;
 use crate::json;
 use alloc::string::String;
-use base64::Engine;
 
 /// The fields of a token endpoint's answer, as read from its JSON body (the
 /// field names are configurable, so the shell reads them and hands them here).
@@ -80,11 +79,40 @@ pub fn decode_claims(token: &str) -> Option<Claims> {
     if parts.next().is_some() {
         return None;
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes = base64url(payload.trim_end_matches('=').as_bytes())?;
     let [exp, iat] = json::object_numbers(&bytes, ["exp", "iat"])?;
     Some(Claims { exp, iat })
+}
+
+/// Decodes unpadded base64url (RFC 4648 §5), strictly: any other character,
+/// or a length no encoding produces, is `None`. (A few lines here instead of
+/// a crate: this is the only decoding the wasm needs.)
+fn base64url(text: &[u8]) -> Option<alloc::vec::Vec<u8>> {
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = alloc::vec::Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &c in text {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // Leftover bits must be zero padding, as a canonical encoder writes them.
+    (acc == 0).then_some(out)
 }
 
 /// Estimates `local clock − server clock` in ms from a fresh token's `iat`
@@ -207,6 +235,8 @@ mod tests {
     use super::*;
     use alloc::format;
 
+    use base64::Engine;
+
     fn jwt(payload: &str) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         format!(
@@ -224,6 +254,19 @@ mod tests {
             received_at: T0 + 100.0,
             server_date: Some(T0 - server_skew_ms),
         }
+    }
+
+    #[test]
+    fn base64url_matches_the_reference() {
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        for len in 0..40 {
+            let data: alloc::vec::Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64url(e.encode(&data).as_bytes()), Some(data));
+        }
+        assert_eq!(base64url(b"a"), None);
+        assert_eq!(base64url(b"ab+/"), None);
+        assert_eq!(base64url(b"ab=="), None);
+        assert_eq!(base64url(b"AB"), None, "non-zero leftover bits");
     }
 
     #[test]

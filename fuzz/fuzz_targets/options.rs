@@ -1,0 +1,36 @@
+#![no_main]
+//! The options parser: any value gives settings or an error naming an option.
+use arbitrary::Unstructured;
+use libfuzzer_sys::fuzz_target;
+use tokenkeeper::config::{Settings, UrlResolver};
+
+struct Urls;
+impl UrlResolver for Urls {
+    fn resolve(&self, url: &str) -> Option<String> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Some(url.into())
+        } else if url.starts_with('/') {
+            Some(format!("https://app.example{url}"))
+        } else {
+            None
+        }
+    }
+    fn origin(&self, url: &str) -> Option<String> {
+        let (scheme, rest) = url.split_once("://")?;
+        Some(format!("{scheme}://{}", rest.split('/').next()?))
+    }
+    fn page_origin(&self) -> String {
+        "https://app.example".into()
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    if let Ok(value) = tokenkeeper_fuzz::opt_value(&mut u, 3) {
+        match Settings::from_options(&value, &Urls) {
+            Ok(_) => {}
+            Err(tokenkeeper::Error::InvalidOption { option, .. }) => assert!(!option.is_empty()),
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+    }
+});
