@@ -32,7 +32,7 @@ install_apt() {
     else
         echo "bootstrap: these system packages are missing: ${missing_apt[*]}" >&2
         echo "bootstrap: install them as root, e.g.:  sudo apt-get install -y ${missing_apt[*]}" >&2
-        echo "bootstrap: (on other systems: Chromium with a matching chromedriver, Firefox, Node.js >= 18 with npm)" >&2
+        echo "bootstrap: (on other systems: Chromium with a matching chromedriver, Firefox, Node.js >= 20.19 with npm)" >&2
         exit 1
     fi
 }
@@ -90,6 +90,11 @@ npm_ci() { # dir
 }
 npm_ci .
 if [ "$what" = all ]; then
+    # Vite 8 (the examples) needs Node.js 20.19 or later.
+    if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+        echo "bootstrap: Node.js $(node --version) is too old: the examples' Vite needs 20.19 or later" >&2
+        exit 1
+    fi
     npm_ci www/react
     npm_ci www/vue
 fi

@@ -98,10 +98,11 @@ function drawTabMessage(d) {
 }
 
 // --- the state panel -------------------------------------------------------
+let joining = true; // until ready() has asked the other tabs
 function render() {
   const on = keeper.isAuthenticated;
-  $("state").textContent = on ? "logged in" : "logged out";
-  $("state").className = "badge " + (on ? "on" : "off");
+  $("state").textContent = on ? "logged in" : joining ? "asking other tabs…" : "logged out";
+  $("state").className = "badge " + (on ? "on" : joining ? "" : "off");
   $("generation").textContent = on ? String(keeper.generation) : "–";
   $("generation-text").textContent = on ? "the tokens are in this page's memory only" : "";
   for (const id of ["call-api", "burst", "refresh-now", "logout"]) $(id).disabled = !on;
@@ -136,8 +137,10 @@ function tick(now) {
 }
 
 // --- actions ---------------------------------------------------------------
+let loggedInHere = false;
 $("login-form").addEventListener("submit", async (e) => {
   e.preventDefault();
+  loggedInHere = true;
   const form = new FormData(e.target);
   try {
     await keeper.login("/login", { username: form.get("username"), password: form.get("password") });
@@ -255,10 +258,10 @@ ttl.addEventListener("change", async () => {
 // --- start: join the session another tab of this page may already hold -----
 render();
 requestAnimationFrame(tick);
-if (await keeper.ready()) {
+const joined = await keeper.ready();
+joining = false;
+if (joined && !loggedInHere) {
   log("tab", "joined the session of another tab, without logging in");
   $("result").textContent = "Joined the session another tab holds: no login, no request to the server.";
-} else {
-  $("state").textContent = "logged out";
 }
 render();

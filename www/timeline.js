@@ -72,7 +72,9 @@ export class Timeline {
   }
 
   render(now = Date.now()) {
-    const width = Math.max(this.svg.clientWidth || 0, 480);
+    const measured = this.svg.getBoundingClientRect().width;
+    if (!measured) return; // not laid out (hidden): keep the last drawing
+    const width = Math.max(measured, 480);
     const height = TOP + LANES.length * LANE_H + 4;
     const from = now - this.pastMs;
     const to = now + this.futureMs;
