@@ -33,7 +33,7 @@ trap stop_servers EXIT
 servers+=(main)
 TOKENKEEPER_SERVER=$(scripts/devserver.sh main)
 servers+=(other)
-TOKENKEEPER_OTHER_SERVER=$(scripts/devserver.sh other)
+TOKENKEEPER_OTHER_SERVER=$(scripts/devserver.sh other --cors-any)
 export TOKENKEEPER_SERVER TOKENKEEPER_OTHER_SERVER
 echo "browser tests against $TOKENKEEPER_SERVER (other origin: $TOKENKEEPER_OTHER_SERVER)"
 

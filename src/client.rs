@@ -19,7 +19,7 @@ use js_sys::{Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
-use web_sys::{Request, Response};
+use web_sys::{Request, RequestInit, RequestRedirect, Response, ResponseType};
 
 /// Attempts made by a refresh that a caller is waiting for, before it gives up
 /// (the session is kept and retried later by the timer).
@@ -998,13 +998,8 @@ impl Inner {
             Some(request.clone()?)
         };
         let (generation, access) = self.valid_token().await.map_err(js_err)?;
-        request
-            .headers()
-            .set(&self.settings.header, &self.settings.header_value(&access))?;
         let sent_at = interop::now();
-        let response: Response = JsFuture::from(interop::fetch(&request))
-            .await?
-            .unchecked_into();
+        let response = self.send_with_token(&request, &access).await?;
         self.adopt_renewal(&response, sent_at);
         if response.status() != 401 {
             return Ok(response.into());
@@ -1030,18 +1025,53 @@ impl Inner {
             self.emit_expired(&request.url(), "no-session");
             return Ok(response.into());
         };
-        replay
-            .headers()
-            .set(&self.settings.header, &self.settings.header_value(&access))?;
         let sent_at = interop::now();
-        let second: Response = JsFuture::from(interop::fetch(&replay))
-            .await?
-            .unchecked_into();
+        let second = self.send_with_token(&replay, &access).await?;
         self.adopt_renewal(&second, sent_at);
         if second.status() == 401 {
             self.emit_expired(&replay.url(), "rejected-after-refresh");
         }
         Ok(second.into())
+    }
+
+    /// Sends `request` with the token attached.
+    ///
+    /// Browsers drop `Authorization` when a redirect leaves the origin, but
+    /// keep any other header. So with a custom header the request does not
+    /// follow redirects itself: a GET or HEAD that is redirected is sent again
+    /// without the token, following redirects as fetch would; any other
+    /// method gets the redirect back (a `"opaqueredirect"` response).
+    async fn send_with_token(&self, request: &Request, access: &str) -> Result<Response, JsValue> {
+        request
+            .headers()
+            .set(&self.settings.header, &self.settings.header_value(access))?;
+        let custom = !self.settings.header.eq_ignore_ascii_case("authorization");
+        if !custom || request.redirect() != RequestRedirect::Follow {
+            return Ok(JsFuture::from(interop::fetch(request))
+                .await?
+                .unchecked_into());
+        }
+        let method = request.method();
+        let fallback = if method == "GET" || method == "HEAD" {
+            Some(request.clone()?)
+        } else {
+            None
+        };
+        let init = RequestInit::new();
+        init.set_redirect(RequestRedirect::Manual);
+        let manual = Request::new_with_request_and_init(request, &init)?;
+        let response: Response = JsFuture::from(interop::fetch(&manual))
+            .await?
+            .unchecked_into();
+        match fallback {
+            Some(fallback) if response.type_() == ResponseType::Opaqueredirect => {
+                fallback.headers().delete(&self.settings.header)?;
+                Ok(JsFuture::from(interop::fetch(&fallback))
+                    .await?
+                    .unchecked_into())
+            }
+            _ => Ok(response),
+        }
     }
 
     fn emit_expired(&self, url: &str, reason: &str) {

@@ -140,3 +140,74 @@ async fn without_a_session_requests_go_out_untouched() {
     let log = request_log(server()).await;
     assert_eq!(field(&log.get(0), "authorization").as_bool(), Some(false));
 }
+
+/// A redirect from an allowed origin to another one never carries the token:
+/// the browser drops `Authorization` itself; a custom header is kept by
+/// browsers, so the keeper does not let such a request follow redirects.
+#[wasm_bindgen_test]
+async fn the_token_does_not_follow_a_redirect_to_another_origin() {
+    for (header, scheme) in [
+        ("Authorization", JsValue::from_str("Bearer")),
+        ("x-auth-token", JsValue::NULL),
+    ] {
+        setup("").await;
+        reset(other_server()).await;
+        let keeper = keeper(&[("header", header.into()), ("scheme", scheme)]);
+        login(&keeper).await;
+        let target = url(other_server(), "/api/me");
+        let via = url(
+            server(),
+            &format!(
+                "/redirect?to={}",
+                String::from(js_sys::encode_uri_component(&target))
+            ),
+        );
+        // The final answer may be the other origin's 401 or a CORS failure:
+        // what matters is what reached the other origin.
+        let _ = settle(keeper.fetch(via.into(), JsValue::UNDEFINED)).await;
+        let first = request_log(server()).await;
+        assert!(
+            first.iter().any(
+                |e| field(&e, "path").as_string().as_deref() == Some("/redirect")
+                    && (field(&e, "authorization").as_bool() == Some(true)
+                        || field(&e, "x_auth_token").as_bool() == Some(true))
+            ),
+            "the allowed origin got the token: {}",
+            stringify(&first)
+        );
+        let log = request_log(other_server()).await;
+        for entry in log.iter() {
+            assert_eq!(
+                field(&entry, "authorization").as_bool(),
+                Some(false),
+                "{header}: {}",
+                stringify(&entry)
+            );
+            assert_eq!(
+                field(&entry, "x_auth_token").as_bool(),
+                Some(false),
+                "{header}: {}",
+                stringify(&entry)
+            );
+        }
+    }
+}
+
+/// A redirect within the allowed origin keeps working with the default header.
+#[wasm_bindgen_test]
+async fn a_same_origin_redirect_keeps_the_token() {
+    setup("").await;
+    let keeper = keeper(&[]);
+    login(&keeper).await;
+    let target = url(server(), "/api/me");
+    let via = url(
+        server(),
+        &format!(
+            "/redirect?to={}",
+            String::from(js_sys::encode_uri_component(&target))
+        ),
+    );
+    let resp = kfetch(&keeper, &via, JsValue::UNDEFINED).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.redirected());
+}

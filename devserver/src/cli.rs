@@ -27,6 +27,8 @@ OPTIONS:
     --renew-within DUR     renew when less than DUR is left [default: 10s, or half
                            the access TTL when that is shorter than 20s]
     --no-expiry            access tokens carry no exp, responses no expires_in
+    --cors-any             answer CORS for any origin (null included), like a
+                           third-party server; for leak tests
     --quiet                no per-request log on stderr
     -h, --help             print this help
 
@@ -121,6 +123,7 @@ where
             }
             "--refresh-cookie" => rt.refresh_cookie = true,
             "--no-expiry" => rt.no_expiry = true,
+            "--cors-any" => rt.cors_any = true,
             "--quiet" => config.quiet = true,
             _ => return Err(format!("unknown argument {arg:?}")),
         }

@@ -64,6 +64,9 @@ pub struct RuntimeConfig {
     pub renew_within_ms: Option<u64>,
     /// Omit `exp` from access tokens and `expires_in` from responses.
     pub no_expiry: bool,
+    /// Answer CORS for any origin, `null` included, as a third-party server
+    /// would: lets tests check what a foreign origin would receive.
+    pub cors_any: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -76,6 +79,7 @@ impl Default for RuntimeConfig {
             renew_header: None,
             renew_within_ms: None,
             no_expiry: false,
+            cors_any: false,
         }
     }
 }
@@ -124,6 +128,9 @@ impl RuntimeConfig {
         if let Some(v) = patch.no_expiry {
             self.no_expiry = v;
         }
+        if let Some(v) = patch.cors_any {
+            self.cors_any = v;
+        }
         Ok(())
     }
 }
@@ -149,6 +156,8 @@ pub struct ConfigPatch {
     pub renew_within_ms: Option<Option<u64>>,
     /// Switch the no-expiry shape on or off.
     pub no_expiry: Option<bool>,
+    /// Switch CORS for any origin on or off.
+    pub cors_any: Option<bool>,
 }
 
 /// Distinguishes a field given as `null` (`Some(None)`) from an absent one.

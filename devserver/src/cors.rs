@@ -1,6 +1,8 @@
 //! CORS for loopback origins (`http://127.0.0.1:*`, `http://localhost:*`,
 //! `http://[::1]:*`): the origin is reflected with credentials allowed;
-//! every other origin gets no CORS headers at all.
+//! every other origin gets no CORS headers at all — unless `cors_any` is on
+//! (`--cors-any`), when any origin, `null` included, is answered like a
+//! third-party server would.
 //!
 //! Hand-written rather than tower-http's layer because the exposed headers
 //! include the renew header, which `/admin/config` can change at run time.
@@ -42,15 +44,15 @@ pub fn is_loopback_origin(origin: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "[::1]") && port_ok
 }
 
-fn allowed_origin(headers: &HeaderMap) -> Option<HeaderValue> {
+fn allowed_origin(headers: &HeaderMap, any: bool) -> Option<HeaderValue> {
     let origin = headers.get(header::ORIGIN)?;
-    is_loopback_origin(origin.to_str().ok()?).then(|| origin.clone())
+    (any || is_loopback_origin(origin.to_str().ok()?)).then(|| origin.clone())
 }
 
 /// The CORS middleware: answers preflights itself, decorates the rest.
 pub async fn cors(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let origin = allowed_origin(headers);
+    let origin = allowed_origin(headers, state.config().cors_any);
     let preflight = request.method() == Method::OPTIONS
         && headers.contains_key(header::ORIGIN)
         && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);

@@ -6,7 +6,7 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
 
@@ -29,6 +29,7 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .merge(token_routes)
         .route("/logout", post(auth::logout))
         .route("/api/{*rest}", any(api::protected))
+        .route("/redirect", any(redirect))
         .merge(admin::router());
     if let Some(pkg) = &config.pkg {
         app = app.nest_service("/pkg", statics::serve_dir(pkg));
@@ -45,6 +46,24 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// `GET /redirect?to=URL` → 302 to URL (any method): lets the browser tests
+/// check that a token never follows a redirect to another origin.
+async fn redirect(request: Request) -> Response {
+    let to = request
+        .uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "to").map(|(_, v)| v));
+    match to.and_then(|t| header::HeaderValue::from_str(&t).ok()) {
+        Some(location) => Response::builder()
+            .status(axum::http::StatusCode::FOUND)
+            .header(header::LOCATION, location)
+            .body(axum::body::Body::empty())
+            .unwrap_or_default(),
+        None => crate::errors::ApiError::invalid_request("`to` must be a URL").into_response(),
+    }
 }
 
 /// Outermost middleware: request log, per-endpoint counts, stderr log.

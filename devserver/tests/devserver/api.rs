@@ -177,3 +177,24 @@ async fn no_expiry_shape() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn redirect_endpoint_answers_302() {
+    let server = start().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(server.url("/redirect?to=http%3A%2F%2F127.0.0.1%3A9%2Fapi%2Fme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers()["location"].to_str().unwrap(),
+        "http://127.0.0.1:9/api/me"
+    );
+    let resp = client.get(server.url("/redirect")).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+}

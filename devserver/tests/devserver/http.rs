@@ -14,6 +14,24 @@ use tower::ServiceExt;
 use crate::common::{s, start, start_with};
 
 #[tokio::test]
+async fn cors_any_answers_every_origin_like_a_third_party() {
+    let srv = start_with(|c| c.runtime.cors_any = true).await;
+    for origin in ["null", "http://evil.example"] {
+        let r = srv
+            .client
+            .request(reqwest::Method::OPTIONS, srv.url("/api/me"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "x-auth-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(r.headers()["access-control-allow-origin"], origin);
+    }
+}
+
+#[tokio::test]
 async fn cors_preflight_loopback_and_evil() {
     let srv = start().await;
     let preflight = |origin: &'static str| {
@@ -261,6 +279,7 @@ async fn runtime_config_roundtrip() {
             "renew_header": null,
             "renew_within_ms": null,
             "no_expiry": false,
+            "cors_any": false,
         })
     );
     let cfg = srv
