@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-unknown-unknown
 DEMO_PORT ?= 8080
 DEMO_FLAGS ?= --access-ttl 10s --refresh-ttl 1h --reuse-grace-ms 2000
 
-.PHONY: all bootstrap bootstrap-build build types examples demo test lint unit browser-test e2e clean help fuzz
+.PHONY: all bootstrap bootstrap-build build types examples demo test lint unit browser-test e2e clean help fuzz bench
 
 help:
 	@echo "make demo   build the package and serve the live demo on http://127.0.0.1:$(DEMO_PORT)/"
@@ -103,3 +103,13 @@ fuzz:
 		(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -runs=$(FUZZ_RUNS) -print_final_stats=1 2>&1 \
 			| grep -E '^Done|stat::number_of_executed_units|cov:' | tail -2) || exit 1; \
 	done
+
+## Benchmarks, side by side with the JS SDKs (not part of `make test`): shipped
+## size, per-request overhead, refresh storm, new-tab handoff, start-up and
+## memory, in headless Chromium against the dev server on loopback. Prints a
+## table and writes bench/results.json; no number fails it, only a broken
+## harness does. BENCH_ONLY=overhead,memory (size always runs) measures part.
+bench: bootstrap build
+	cargo build --quiet -p tokenkeeper-devserver
+	@bench/bootstrap.sh
+	node bench/run.mjs
