@@ -30,20 +30,6 @@ for (const f of files) {
   }
 }
 
-// The typed `on<K>(event: K, callback: (detail: TokenKeeperEventMap[K]) =>
-// void)` is declared in src/typescript.rs. As long as client.rs does not mark
-// `on` with `#[wasm_bindgen(skip_typescript)]`, wasm-bindgen also emits its own
-// signature with `(detail: any)`, which TypeScript would pick first: drop it.
-// (Once client.rs skips it, this finds nothing and changes nothing.)
-const dtsPath = join(dir, "tokenkeeper.d.ts");
-const dts = readFileSync(dtsPath, "utf8");
-const untypedOn =
-  /\n[ \t]*\/\*\*(?:(?!\*\/)[\s\S])*\*\/[ \t]*\n[ \t]*on\(event: TokenKeeperEvent, callback: \(detail: any\) => void\): \(\) => void;/;
-if (untypedOn.test(dts)) {
-  writeFileSync(dtsPath, dts.replace(untypedOn, ""));
-  console.log(`${dtsPath}: dropped wasm-bindgen's untyped on(); the typed one from typescript.rs stays`);
-}
-
 const pkg = {
   name: generated.name,
   version: generated.version,

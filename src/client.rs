@@ -289,7 +289,8 @@ impl TokenKeeper {
     /// access token (refreshing first when it is expired or about to be), and
     /// on a 401 refreshes once (only if no newer token exists already) and
     /// replays the request once. Any other URL is fetched untouched.
-    #[wasm_bindgen(unchecked_return_type = "Promise<Response>")]
+    // Declared in typescript.rs, with `init` optional as in `window.fetch`.
+    #[wasm_bindgen(skip_typescript)]
     pub fn fetch(
         &self,
         #[wasm_bindgen(unchecked_param_type = "RequestInfo | URL")] input: JsValue,
@@ -325,7 +326,9 @@ impl TokenKeeper {
     /// Subscribes `callback` to an event — `"refresh"`, `"refresh-error"`,
     /// `"expired"`, `"logout"` or `"change"` — and returns a function that
     /// unsubscribes it. Event details never contain tokens.
-    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    // Typed per event in typescript.rs (`on<K>`): wasm-bindgen's own
+    // `(detail: any)` signature would shadow it.
+    #[wasm_bindgen(skip_typescript)]
     pub fn on(
         &self,
         #[wasm_bindgen(unchecked_param_type = "TokenKeeperEvent")] event: &str,
@@ -334,7 +337,7 @@ impl TokenKeeper {
         let kind = Event::parse(event).ok_or_else(|| {
             js_err(Error::InvalidArgument {
                 argument: "event",
-                reason: "must be one of refresh, refresh-error, expired, logout, change",
+                reason: "must be one of refresh, refresh-error, expired, logout, change, sync",
             })
         })?;
         let mut st = self.inner.state.borrow_mut();
@@ -586,7 +589,12 @@ impl Inner {
                 .is_some_and(|at| interop::now() >= at)
         };
         if due {
-            let _ = self.refresh_shared(Why::Ahead);
+            // Nobody awaits a refresh ahead of time: await it here, so a
+            // failure (reported through events) is not an unhandled rejection.
+            let refresh = JsFuture::from(self.refresh_shared(Why::Ahead));
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = refresh.await;
+            });
         } else {
             self.schedule();
         }

@@ -315,3 +315,51 @@ async fn a_tab_coming_back_catches_up() {
     assert_eq!(stale.generation(), newer);
     raw.close();
 }
+
+/// A refresh ahead of expiry that ends without a session (the session ended
+/// in another tab while it waited for the lock) is no unhandled rejection.
+#[wasm_bindgen_test]
+async fn an_abandoned_refresh_is_not_an_unhandled_rejection() {
+    setup(r#"{"access_ttl_ms":1500}"#).await;
+    let window = web_sys::window().unwrap();
+    let rejections = std::rc::Rc::new(std::cell::Cell::new(0));
+    let count = rejections.clone();
+    let on_rejection = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::Event)>::new(
+        move |_e: web_sys::Event| count.set(count.get() + 1),
+    );
+    window
+        .add_event_listener_with_callback(
+            "unhandledrejection",
+            wasm_bindgen::JsCast::unchecked_ref(on_rejection.as_ref()),
+        )
+        .unwrap();
+    let channel = channel_name();
+    let a = tab(&channel, &[]);
+    login(&a).await;
+    let b = tab(&channel, &[]);
+    assert!(ready(&b).await);
+    // Hold the tabs' refresh lock, so the timers' refreshes have to wait.
+    let mut release: Option<js_sys::Function> = None;
+    let held = js_sys::Promise::new(&mut |resolve, _| release = Some(resolve));
+    let granted = wasm_bindgen::closure::Closure::once_into_js(move |_lock: JsValue| held);
+    let navigator = js_sys::Reflect::get(&window, &"navigator".into()).unwrap();
+    let locks = js_sys::Reflect::get(&navigator, &"locks".into()).unwrap();
+    let request: js_sys::Function = js_sys::Reflect::get(&locks, &"request".into())
+        .unwrap()
+        .into();
+    let lock_name = JsValue::from_str(&format!("tokenkeeper:{channel}:refresh"));
+    let _ = request.call2(&locks, &lock_name, &granted).unwrap();
+    let wait = a.refresh_at().unwrap() - js_sys::Date::now() + 100.0;
+    sleep(wait.max(0.0) as u32).await;
+    settle(b.logout()).await.unwrap();
+    release.unwrap().call0(&JsValue::NULL).unwrap();
+    sleep(200).await;
+    assert!(!a.is_authenticated());
+    assert_eq!(rejections.get(), 0, "unhandled rejections");
+    window
+        .remove_event_listener_with_callback(
+            "unhandledrejection",
+            wasm_bindgen::JsCast::unchecked_ref(on_rejection.as_ref()),
+        )
+        .unwrap();
+}
