@@ -267,6 +267,15 @@ await section("storm", async () => {
 });
 
 // --- 6. memory --------------------------------------------------------------
+/** Least-squares slope of the V8 heap over `key` (bytes per call or per refresh). */
+function slope(points, key) {
+  const xs = points.map((p) => p[key]), ys = points.map((p) => p.v8HeapUsed);
+  const mx = xs.reduce((a, b) => a + b, 0) / xs.length, my = ys.reduce((a, b) => a + b, 0) / ys.length;
+  const num = xs.reduce((a, x, i) => a + (x - mx) * (ys[i] - my), 0);
+  const den = xs.reduce((a, x) => a + (x - mx) ** 2, 0);
+  return den ? num / den : 0;
+}
+
 await section("memory", async () => {
   const server = await startServer({ www, flags: ["--access-ttl", "1h"] });
   const context = await browser.newContext();
@@ -309,11 +318,10 @@ await section("memory", async () => {
       growth_over_refreshes: growth(afterFetch, last),
       bytes_per_fetch: (afterFetch.v8HeapUsed - first.v8HeapUsed) / fetches,
       bytes_per_refresh: (last.v8HeapUsed - afterFetch.v8HeapUsed) / Math.max(1, refreshes),
-      // A leak grows in a line; caches warming up level off. The second half
-      // of each series tells them apart.
-      second_half_bytes_per_fetch: (afterFetch.v8HeapUsed - samples[N.memoryFetchBlocks / 2].v8HeapUsed) / (fetches / 2),
-      second_half_bytes_per_refresh:
-        (last.v8HeapUsed - samples[N.memoryFetchBlocks + N.memoryRefreshRounds / 2].v8HeapUsed) / Math.max(1, refreshes / 2),
+      // A leak grows in a line; caches warming up level off. The slope
+      // (least squares) over the second half of each series tells them apart.
+      second_half_bytes_per_fetch: slope(samples.slice(N.memoryFetchBlocks / 2, N.memoryFetchBlocks + 1), "fetches"),
+      second_half_bytes_per_refresh: slope(samples.slice(N.memoryFetchBlocks + N.memoryRefreshRounds / 2), "refreshes"),
       samples,
     };
   } finally {
@@ -323,6 +331,7 @@ await section("memory", async () => {
 });
 
 await browser?.close();
+results.load_average_at_end = loadavg().map((x) => Number(x.toFixed(2)));
 
 // --- the table --------------------------------------------------------------
 const kb = (b) => (b / 1000).toFixed(1);
@@ -369,7 +378,7 @@ if (U && !U.error) {
   if (p && !p.error) {
     say(`   tokenkeeper: compile ${ms(p.compile.median)} + instantiate ${ms(p.instantiate.median)} + constructor ${ms(p.construct.median)} = ${ms(p.total.median)} ms (p95 ${ms(p.total.p95)}; target ≤ 5 ms: ${p.total.median <= 5 ? "met" : "not met"})`);
     const b = U["browser-baseline"];
-    say(`   the first constructor compiles the wasm functions it runs (lazily); a second one takes ${ms(p.second_construct.median)} ms` +
+    say(`   the first constructor pays first-call costs (a CPU profile puts most in V8's wasm-to-JS import wrappers, made on first call); a second one takes ${ms(p.second_construct.median)} ms` +
         (b && !b.error ? `; a fresh page's first BroadcastChannel alone ${ms(b.first_broadcast_channel.median)} ms` : ""));
   }
   const base = U.tokenkeeper && !U.tokenkeeper.error ? U.tokenkeeper.total.median : NaN;
@@ -426,10 +435,11 @@ if (M && !M.error) {
   table(["", "wasm memory kB", "JS heap kB", "V8 heap used kB"], [row(first), row(mid), row(last)]);
   say(`   growth: ${M.growth_over_fetches.wasm} B wasm and ${kb(M.growth_over_fetches.v8HeapUsed)} kB JS over ${M.fetches} fetches (${M.bytes_per_fetch.toFixed(1)} B/call); ` +
       `${M.growth_over_refreshes.wasm} B wasm and ${kb(M.growth_over_refreshes.v8HeapUsed)} kB JS over ${M.refreshes} refreshes (${M.bytes_per_refresh.toFixed(0)} B/refresh)`);
-  say(`   second half of each series (a leak keeps growing, warm-up levels off): ${M.second_half_bytes_per_fetch.toFixed(2)} B/fetch, ${M.second_half_bytes_per_refresh.toFixed(1)} B/refresh`);
+  say(`   slope over the second half of each series (a leak keeps growing, warm-up levels off): ${M.second_half_bytes_per_fetch.toFixed(2)} B/fetch, ${M.second_half_bytes_per_refresh.toFixed(1)} B/refresh`);
   say();
 }
 if (failures.length) say(`harness failures: ${failures.join(", ")} (see above)`);
+say(`kB = 1000 bytes. Load average ${results.load_average_at_end.join(" ")} at the end: on a busy machine absolute times grow; the ratios are measured side by side.`);
 say("numbers only: nothing here fails the build. Reproduce: make bench");
 
 console.log(lines.join("\n"));
