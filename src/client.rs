@@ -36,8 +36,6 @@ const ASK_WAIT_MS: u32 = 150;
 const CONTENDED_WAIT_MS: u32 = 200;
 /// How long the refresh lock is kept after the new tokens were broadcast.
 const HOLD_AFTER_BROADCAST_MS: u32 = 50;
-/// Polling step while waiting for another tab.
-const POLL_MS: u32 = 5;
 
 /// The events a `TokenKeeper` raises.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -89,6 +87,8 @@ struct State {
     page_listeners: Vec<Listener>,
     /// The channel to the other tabs, if the browser has one.
     tabs: Option<Rc<Tabs>>,
+    /// Resolvers of promises waiting for the session to change.
+    waiters: Vec<Function>,
     freed: bool,
 }
 
@@ -178,6 +178,7 @@ impl TokenKeeper {
                 next_listener: 1,
                 page_listeners: Vec::new(),
                 tabs: None,
+                waiters: Vec::new(),
                 freed: false,
             }),
         });
@@ -207,10 +208,9 @@ impl TokenKeeper {
             if !authenticated(&inner) && inner.state.borrow().tabs.is_some() {
                 let started = inner.state.borrow().session.generation();
                 inner.post(&Message::Hello { gen: started });
-                let mut waited = 0;
-                while waited < ASK_WAIT_MS && !authenticated(&inner) {
-                    gloo_timers::future::TimeoutFuture::new(POLL_MS).await;
-                    waited += POLL_MS;
+                let deadline = interop::now() + f64::from(ASK_WAIT_MS);
+                while !authenticated(&inner) && interop::now() < deadline {
+                    inner.wait_for_change(deadline - interop::now()).await;
                 }
             }
             if !authenticated(&inner) && inner.settings.refresh_style == RefreshStyle::Cookie {
@@ -464,6 +464,7 @@ impl Inner {
         st.session.clear();
         st.refreshing = None;
         drop(st);
+        self.notify_change();
         let id = self.id;
         REGISTRY.with(|r| r.borrow_mut().retain(|(i, _)| *i != id));
     }
@@ -677,10 +678,32 @@ impl Inner {
 
     /// Waits up to `ms` for the generation to move past `started`.
     async fn wait_for_newer(&self, started: u64, ms: u32) {
-        let mut waited = 0;
-        while waited < ms && self.state.borrow().session.generation() == started {
-            gloo_timers::future::TimeoutFuture::new(POLL_MS).await;
-            waited += POLL_MS;
+        let deadline = interop::now() + f64::from(ms);
+        while self.state.borrow().session.generation() == started && interop::now() < deadline {
+            self.wait_for_change(deadline - interop::now()).await;
+        }
+    }
+
+    /// Waits until the session changes (a message from another tab was
+    /// applied) or `ms` pass, whichever comes first. Event-driven: a joining
+    /// tab is ready as soon as the answer arrives.
+    async fn wait_for_change(&self, ms: f64) {
+        let mut resolve: Option<Function> = None;
+        let changed = Promise::new(&mut |r, _| resolve = Some(r));
+        let Some(resolve) = resolve else { return };
+        self.state.borrow_mut().waiters.push(resolve.clone());
+        let ms = ms.clamp(0.0, MAX_TIMER_MS) as u32;
+        let _timeout = Timeout::new(ms, move || {
+            let _ = resolve.call0(&JsValue::NULL);
+        });
+        let _ = JsFuture::from(changed).await;
+    }
+
+    /// Wakes everything waiting in [`Inner::wait_for_change`].
+    fn notify_change(&self) {
+        let waiters = core::mem::take(&mut self.state.borrow_mut().waiters);
+        for resolve in waiters {
+            let _ = resolve.call0(&JsValue::NULL);
         }
     }
 
@@ -746,6 +769,7 @@ impl Inner {
             }
             _ => return,
         };
+        self.notify_change();
         let detail = Object::new();
         interop::set(&detail, "type", &JsValue::from_str(kind));
         interop::set(&detail, "from", &JsValue::from_str(&envelope.from));
