@@ -61,7 +61,9 @@ export async function openIsolated(context, url, { go = false } = {}) {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  // Console errors too (CSP violations are), but not the browser's note on
+  // every 401 the SDK replays.
+  page.on("console", (m) => m.type() === "error" && !m.text().startsWith("Failed to load resource") && errors.push(m.text()));
   const isolate = async (route) => {
     const response = await route.fetch();
     await route.fulfill({
