@@ -1018,8 +1018,7 @@ impl Inner {
                 Request::new_with_str_and_init(&url, init.unchecked_ref())?
             }
         };
-        let allowed =
-            interop::origin_of(&request.url()).is_some_and(|o| self.settings.is_allowed_origin(&o));
+        let allowed = self.settings.is_allowed_url(&request.url());
         if !allowed || !self.state.borrow().session.is_authenticated() || self.alive().is_err() {
             return JsFuture::from(interop::fetch(&request)).await;
         }

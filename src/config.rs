@@ -284,6 +284,19 @@ impl Settings {
         })
     }
 
+    /// Whether a request to the absolute, browser-serialized `url` (a
+    /// `Request`'s `url`) may carry the token: its origin is allowed. The
+    /// browser's serialization puts the origin first, exactly as
+    /// [`Settings::allowed_origins`] holds it, so a prefix check (followed by
+    /// a path, query or fragment) decides without parsing the URL again; a
+    /// URL with credentials in it never matches, which errs on the safe side.
+    pub fn is_allowed_url(&self, url: &str) -> bool {
+        self.allowed_origins.iter().any(|o| {
+            url.strip_prefix(o.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?', '#']))
+        })
+    }
+
     /// Whether a request to `origin` may carry the token.
     pub fn is_allowed_origin(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|o| o == origin)
@@ -488,6 +501,42 @@ mod tests {
         assert_eq!(st.fields.refresh_token, "refresh_token");
         assert_eq!(st.fields.expires_in, "ttl");
         assert_eq!(st.channel, "app");
+    }
+
+    #[test]
+    fn allowed_urls() {
+        let st = Settings::from_options(
+            &opts(vec![
+                ("refreshUrl", s("/r")),
+                (
+                    "allowedOrigins",
+                    OptValue::List(vec![s("https://api.example"), s("http://127.0.0.1:8080")]),
+                ),
+            ]),
+            &Urls,
+        )
+        .unwrap();
+        for ok in [
+            "https://api.example/",
+            "https://api.example/v1/me?x=1",
+            "https://api.example?x",
+            "https://api.example#f",
+            "http://127.0.0.1:8080/api",
+        ] {
+            assert!(st.is_allowed_url(ok), "{ok}");
+        }
+        for no in [
+            "https://api.example.evil.example/",
+            "https://api.example:8443/",
+            "http://api.example/",
+            "https://user@api.example/",
+            "http://127.0.0.1:80801/",
+            "http://127.0.0.1/",
+            "https://evil.example/https://api.example/",
+            "",
+        ] {
+            assert!(!st.is_allowed_url(no), "{no}");
+        }
     }
 
     #[test]
