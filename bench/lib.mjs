@@ -21,7 +21,8 @@ export async function startServer({ www, flags = [] }) {
   const portFile = join(dir, "port");
   const args = ["--port", "0", "--port-file", portFile, "--quiet", "--pkg", join(root, "pkg"), ...flags];
   if (www) args.push("--www", www);
-  const proc = spawn(join(root, "target/debug/tokenkeeper-devserver"), args, { stdio: ["ignore", "ignore", "inherit"] });
+  const target = process.env.CARGO_TARGET_DIR || join(root, "target");
+  const proc = spawn(join(target, "debug/tokenkeeper-devserver"), args, { stdio: ["ignore", "ignore", "inherit"] });
   for (let i = 0; i < 400 && !existsSync(portFile); i++) await sleep(25);
   if (!existsSync(portFile)) {
     proc.kill();
