@@ -108,7 +108,8 @@ fuzz:
 ## size, per-request overhead, refresh storm, new-tab handoff, start-up and
 ## memory, in headless Chromium against the dev server on loopback. Prints a
 ## table and writes bench/results.json; no number fails it, only a broken
-## harness does. BENCH_ONLY=overhead,memory (size always runs) measures part.
+## harness does. BENCH_ONLY=overhead,memory (size always runs) measures part,
+## into bench/out/results-partial.json.
 bench: bootstrap build
 	cargo build --quiet -p tokenkeeper-devserver
 	@bench/bootstrap.sh

@@ -448,8 +448,10 @@ say("numbers only: nothing here fails the build. Reproduce: make bench");
 
 console.log(lines.join("\n"));
 const round3 = (v) => (typeof v === "number" ? round(v, 3) : Array.isArray(v) ? v.map(round3) : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, round3(x)])) : v);
-writeFileSync(join(bench, "results.json"), JSON.stringify(round3(results), null, 2) + "\n");
+// A partial run (BENCH_ONLY) does not replace the full results.
+const file = process.env.BENCH_ONLY ? join(out, "results-partial.json") : join(bench, "results.json");
 mkdirSync(out, { recursive: true });
+writeFileSync(file, JSON.stringify(round3(results), null, 2) + "\n");
 writeFileSync(join(out, "table.txt"), lines.join("\n") + "\n");
-console.log(`written: bench/results.json`);
+console.log(`written: ${file.slice(root.length).replace(/^\//, "")}`);
 process.exit(failures.length ? 1 : 0);
