@@ -1023,7 +1023,10 @@ impl Inner {
             return JsFuture::from(interop::fetch(&request)).await;
         }
         // Keep a copy to replay after a 401; a stream body cannot be replayed.
-        let replay = if interop::is_stream(&interop::init_body(&init)) {
+        // A GET or HEAD has no body to lose: it is copied only if a 401 comes.
+        let method = request.method();
+        let bodiless = method == "GET" || method == "HEAD";
+        let replay = if bodiless || interop::is_stream(&interop::init_body(&init)) {
             None
         } else {
             Some(request.clone()?)
@@ -1035,8 +1038,10 @@ impl Inner {
         if response.status() != 401 {
             return Ok(response.into());
         }
-        let Some(replay) = replay else {
-            return Ok(response.into());
+        let replay = match replay {
+            Some(r) => r,
+            None if bodiless => Request::new_with_request(&request)?,
+            None => return Ok(response.into()),
         };
         let decision = self.state.borrow().session.after_401(generation);
         match decision {
