@@ -746,6 +746,11 @@ impl Inner {
                 self.state.borrow_mut().session.advance_to(gen);
                 "logout"
             }
+            (Apply::Defer, Message::Backoff { until, .. }) => {
+                self.state.borrow_mut().session.defer_until(until);
+                self.schedule();
+                "backoff"
+            }
             (Apply::Advance, m) => {
                 self.state.borrow_mut().session.advance_to(m.gen());
                 "advanced"
@@ -796,8 +801,10 @@ impl Inner {
     /// One refresh, with retries while a caller is waiting for it.
     async fn run_refresh(self: Rc<Self>, why: Why) -> Result<u64, Error> {
         let mut attempts = 0u32;
+        let mut deferrals = 0u32;
         loop {
             let now = interop::now();
+            let mut defer_ms = None;
             let refresh_token = {
                 let mut st = self.state.borrow_mut();
                 if st.freed {
@@ -806,16 +813,43 @@ impl Inner {
                 if !st.session.is_authenticated() && why != Why::Join {
                     return Err(Error::NotAuthenticated);
                 }
-                if let Err(e) = st.session.begin_refresh(now) {
+                match st.session.begin_refresh(now) {
+                    Ok(()) => {}
+                    // A caller that needs a token waits out a short backoff
+                    // (a Retry-After, maybe from another tab) and then tries.
+                    Err(Error::RefreshThrottled { retry_in_ms })
+                        if why == Why::Needed
+                            && deferrals < ATTEMPTS_WHEN_NEEDED
+                            && retry_in_ms <= MAX_WAIT_IN_CALL_MS =>
+                    {
+                        defer_ms = Some(retry_in_ms);
+                    }
                     // Backing off or braking: a still-valid token is used as it is.
-                    return if why != Why::Needed || !st.session.is_expired(now) && attempts > 0 {
-                        Ok(st.session.generation())
-                    } else {
-                        Err(e)
-                    };
+                    Err(e) => {
+                        return if why != Why::Needed || !st.session.is_expired(now) && attempts > 0
+                        {
+                            Ok(st.session.generation())
+                        } else {
+                            Err(e)
+                        };
+                    }
                 }
                 (st.session.refresh_token(), st.session.generation())
             };
+            if let Some(ms) = defer_ms {
+                deferrals += 1;
+                let ms = (ms.ceil() + 1.0).clamp(0.0, MAX_TIMER_MS);
+                gloo_timers::future::TimeoutFuture::new(ms as u32).await;
+                self.alive()?;
+                if self.state.borrow().session.generation() != refresh_token.1 {
+                    // Another tab refreshed meanwhile.
+                    return self
+                        .current()
+                        .map(|(g, _)| g)
+                        .ok_or(Error::NotAuthenticated);
+                }
+                continue;
+            }
             let (refresh_token, started) = refresh_token;
             attempts += 1;
             let result = http::refresh(&self.settings, refresh_token.as_deref()).await;
@@ -868,13 +902,20 @@ impl Inner {
                 return Err(err);
             }
             let now = interop::now();
-            let (wait, expired) = {
+            let (wait, expired, generation) = {
                 let mut st = self.state.borrow_mut();
                 let wait = st
                     .session
                     .transient_failure(now, retry_after, interop::random());
-                (wait, st.session.is_expired(now))
+                (wait, st.session.is_expired(now), st.session.generation())
             };
+            // The other tabs hold the same refresh token: they wait too.
+            if why != Why::Join {
+                self.post(&Message::Backoff {
+                    gen: generation,
+                    until: now + wait,
+                });
+            }
             self.schedule();
             let err = match malformed {
                 Some(reason) => Error::InvalidTokenResponse { reason },

@@ -30,6 +30,14 @@ pub enum Message {
         /// The tokens (same origin only, never logged).
         tokens: TokenSet,
     },
+    /// "The token endpoint asked us to wait" (a transient failure, maybe a
+    /// `Retry-After`): tabs holding the same tokens wait until `until`.
+    Backoff {
+        /// The sender's generation (the tokens whose refresh failed).
+        gen: u64,
+        /// No refresh before this moment (ms since the epoch).
+        until: f64,
+    },
     /// "The session has ended" (logout, or a refresh refused for good).
     Logout {
         /// The sender's generation after ending it.
@@ -50,6 +58,9 @@ impl core::fmt::Debug for Message {
             Message::Logout { gen, reason } => {
                 write!(f, "Logout {{ gen: {gen}, reason: {reason} }}")
             }
+            Message::Backoff { gen, until } => {
+                write!(f, "Backoff {{ gen: {gen}, until: {until} }}")
+            }
         }
     }
 }
@@ -58,9 +69,10 @@ impl Message {
     /// The sender's generation.
     pub fn gen(&self) -> u64 {
         match self {
-            Message::Hello { gen } | Message::Session { gen, .. } | Message::Logout { gen, .. } => {
-                *gen
-            }
+            Message::Hello { gen }
+            | Message::Session { gen, .. }
+            | Message::Logout { gen, .. }
+            | Message::Backoff { gen, .. } => *gen,
         }
     }
 }
@@ -160,6 +172,10 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
             let reason = string(entries, "reason", 32)?;
             Message::Logout { gen, reason }
         }
+        "backoff" => {
+            let until = number(entries, "until")?.ok_or(Reject::Malformed)?;
+            Message::Backoff { gen, until }
+        }
         _ => return Err(Reject::Malformed),
     };
     Ok(Envelope { from, message })
@@ -180,6 +196,8 @@ pub enum Apply {
     Advance,
     /// Answer a hello with our own state (session or logout).
     Answer,
+    /// Wait before refreshing: another tab with the same tokens backs off.
+    Defer,
 }
 
 /// Decides what to do with a message at generation `own_gen`.
@@ -195,6 +213,13 @@ pub fn apply(message: &Message, own_gen: u64, authenticated: bool) -> Apply {
         Message::Session { gen, .. } => {
             if *gen > own_gen {
                 Apply::Adopt
+            } else {
+                Apply::Ignore
+            }
+        }
+        Message::Backoff { gen, .. } => {
+            if *gen == own_gen && authenticated {
+                Apply::Defer
             } else {
                 Apply::Ignore
             }
@@ -279,6 +304,31 @@ mod tests {
                 reason: "local".into()
             }
         );
+    }
+
+    #[test]
+    fn decodes_backoff() {
+        let m = msg(vec![
+            ("v", n(1.0)),
+            ("type", s("backoff")),
+            ("from", s("x")),
+            ("gen", n(3.0)),
+            ("until", n(1234.5)),
+        ]);
+        assert_eq!(
+            decode(&m, "a").unwrap().message,
+            Message::Backoff {
+                gen: 3,
+                until: 1234.5
+            }
+        );
+        let m = msg(vec![
+            ("v", n(1.0)),
+            ("type", s("backoff")),
+            ("from", s("x")),
+            ("gen", n(3.0)),
+        ]);
+        assert_eq!(decode(&m, "a"), Err(Reject::Malformed));
     }
 
     #[test]
@@ -374,6 +424,10 @@ mod tests {
         assert_eq!(apply(&Message::Hello { gen: 3 }, 4, true), Apply::Answer);
         assert_eq!(apply(&Message::Hello { gen: 3 }, 4, false), Apply::Answer);
         assert_eq!(apply(&Message::Hello { gen: 4 }, 4, true), Apply::Ignore);
+        let backoff = |gen| Message::Backoff { gen, until: 5.0 };
+        assert_eq!(apply(&backoff(4), 4, true), Apply::Defer);
+        assert_eq!(apply(&backoff(3), 4, true), Apply::Ignore, "older tokens");
+        assert_eq!(apply(&backoff(4), 4, false), Apply::Ignore);
     }
 
     #[test]

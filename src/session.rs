@@ -65,6 +65,8 @@ pub const BACKOFF_BASE_MS: f64 = 1_000.0;
 pub const BACKOFF_MAX_MS: f64 = 60_000.0;
 /// A `Retry-After` longer than this is capped to it.
 pub const RETRY_AFTER_MAX_MS: f64 = 600_000.0;
+/// A token is not sent in its last second (or last tenth of its lifetime).
+pub const EXPIRY_MARGIN_MS: f64 = 1_000.0;
 /// Storm brake: at most this many refresh attempts…
 pub const STORM_LIMIT: usize = 6;
 /// …within this window.
@@ -167,8 +169,10 @@ impl Session {
             None => false,
         };
         // While backing off after a failure, a token that is still valid is
-        // used as it is; only an expired one makes the caller wait for a refresh.
-        let expired = tokens.expires_at.is_some_and(|at| now >= at);
+        // used as it is; only an expired one makes the caller wait for a
+        // refresh. "Expired" starts a little early: a request sent in the
+        // token's last moment would arrive after it.
+        let expired = self.is_expired(now);
         if expired || (due && self.failures == 0) {
             Read::RefreshFirst
         } else {
@@ -178,9 +182,16 @@ impl Session {
         }
     }
 
-    /// Whether the current access token is past its expiry at `now`.
+    /// Whether the current access token is past its expiry at `now` — or in
+    /// its last moment ([`EXPIRY_MARGIN_MS`], at most a tenth of its
+    /// lifetime): a request sent then would arrive after it.
     pub fn is_expired(&self, now: f64) -> bool {
-        self.expires_at().is_some_and(|at| now >= at)
+        self.tokens.as_ref().is_some_and(|t| {
+            t.expires_at.is_some_and(|at| {
+                let margin = ((at - t.issued_at) / 10.0).clamp(0.0, EXPIRY_MARGIN_MS);
+                now >= at - margin
+            })
+        })
     }
 
     /// A request that used the token of `generation` got a 401.
@@ -244,6 +255,15 @@ impl Session {
         }
         self.not_before = now + wait;
         wait
+    }
+
+    /// Another tab holding the same tokens was told to back off until
+    /// `until`: this tab waits too (a `Retry-After` is for every tab).
+    pub fn defer_until(&mut self, until: f64) {
+        if self.tokens.is_some() && until.is_finite() && until > self.not_before {
+            self.not_before = until;
+            self.failures = self.failures.max(1);
+        }
     }
 
     /// The network is back (`online`): a backed-off refresh may be tried now.
@@ -400,6 +420,25 @@ mod tests {
             Read::Fresh { generation: g }
         );
         assert_eq!(s.read(T0 + 30_000.0, 10_000.0), Read::RefreshFirst);
+    }
+
+    #[test]
+    fn another_tabs_backoff_is_honoured() {
+        let mut s = Session::new();
+        let g = s.adopt(tokens(60_000.0), None, 0.0);
+        s.defer_until(T0 + 2_000.0);
+        assert_eq!(s.refresh_at(10_000.0), Some(T0 + 2_000.0));
+        assert!(s.begin_refresh(T0 + 1_000.0).is_err());
+        assert_eq!(
+            s.read(T0 + 1_000.0, 10_000.0),
+            Read::Fresh { generation: g }
+        );
+        s.defer_until(T0 + 1_000.0); // an earlier moment changes nothing
+        assert_eq!(s.refresh_at(10_000.0), Some(T0 + 2_000.0));
+        assert!(s.begin_refresh(T0 + 2_000.0).is_ok());
+        let mut empty = Session::new();
+        empty.defer_until(T0 + 5.0);
+        assert_eq!(empty.refresh_at(0.0), None);
     }
 
     #[test]

@@ -82,6 +82,10 @@ impl Tabs {
                 interop::set(&obj, "type", &"logout".into());
                 interop::set(&obj, "reason", &JsValue::from_str(reason));
             }
+            Message::Backoff { until, .. } => {
+                interop::set(&obj, "type", &"backoff".into());
+                interop::set(&obj, "until", &JsValue::from_f64(*until));
+            }
         }
         let _ = self.channel.post_message(&obj);
     }
