@@ -180,7 +180,7 @@ test("a hidden tab, throttled by Chromium, stays authenticated on its own", { ti
     assert.ok(stats.refreshes >= 4, `it refreshed by itself: ${stats.refreshes} refreshes`);
     assert.deepEqual(await tab.evaluate(() => window.hk.events.filter((e) => e.name === "logout" || e.name === "refresh-error")), []);
     assert.deepEqual(tab.errors, []);
-    console.log(`# hidden tab: ${calls + 1} calls over ${((Date.now() - started) / 1000).toFixed(1)} s, ` +
+    console.log(`hidden tab: ${calls + 1} calls over ${((Date.now() - started) / 1000).toFixed(1)} s, ` +
                 `${stats.refreshes} refreshes, ${stats.api_401} 401s replayed, timers throttled (five 10 ms ticks: ${Math.round(delay)} ms)`);
   } finally {
     await real.close();
