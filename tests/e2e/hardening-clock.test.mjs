@@ -157,19 +157,19 @@ test("a hidden tab, throttled by Chromium, stays authenticated on its own", { ti
     const delay = await tab.evaluate(() => window.hk.timerDelay());
     assert.ok(delay >= 500, `its timers are throttled: five 10 ms ticks took ${delay} ms`);
 
-    // The app in the hidden tab keeps calling, over four lifetimes…
+    // The app in the hidden tab keeps calling, over two and a half lifetimes…
     const started = Date.now();
     let calls = 0;
-    while (Date.now() - started < 8000) {
+    while (Date.now() - started < 5000) {
       const r = await tab.evaluate(() => window.hk.call("/api/data"));
       assert.equal(r.ok && r.value.status, 200, JSON.stringify(r));
       calls++;
       await sleep(400);
     }
-    // …then is idle for three more. Its own timer may or may not have run
+    // …then is idle for two more. Its own timer may or may not have run
     // meanwhile (Chromium delays a hidden tab's timers, and starves a
     // background renderer on a busy machine): the next call must not care.
-    await sleep(6000);
+    await sleep(4000);
     const state = await tab.evaluate(() => window.hk.state());
     assert.equal(state.visibility, "hidden");
     assert.equal(state.isAuthenticated, true);
@@ -177,7 +177,7 @@ test("a hidden tab, throttled by Chromium, stays authenticated on its own", { ti
     assert.equal(r.ok && r.value.status, 200, JSON.stringify(r));
     const stats = await server.stats();
     assert.equal(stats.reuse_detections, 0);
-    assert.ok(stats.refreshes >= 4, `it refreshed by itself: ${stats.refreshes} refreshes`);
+    assert.ok(stats.refreshes >= 3, `it refreshed by itself: ${stats.refreshes} refreshes`);
     assert.deepEqual(await tab.evaluate(() => window.hk.events.filter((e) => e.name === "logout" || e.name === "refresh-error")), []);
     assert.deepEqual(tab.errors, []);
     console.log(`hidden tab: ${calls + 1} calls over ${((Date.now() - started) / 1000).toFixed(1)} s, ` +

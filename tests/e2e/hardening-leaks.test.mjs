@@ -104,7 +104,7 @@ for (const [name, options] of HEADERS) {
     });
   });
 
-  test(`${name}: a URL object and a Request, as fetch takes them: the token for the own origin only`, { timeout: 20_000 }, async () => {
+  test(`${name}: a URL object and a Request, as fetch takes them: the token for the own origin only`, { timeout: 10_000 }, async () => {
     await withTab(options, async (tab) => {
       const results = [];
       for (const kind of ["url", "request"]) {
