@@ -1050,9 +1050,10 @@ impl Inner {
                 Request::new_with_request_and_init(req, init.unchecked_ref())?
             }
         } else {
-            let url = input
-                .as_string()
-                .unwrap_or_else(|| String::from(js_sys::JsString::from(input.clone())));
+            let url = match input.as_string() {
+                Some(url) => url,
+                None => interop::to_string(&input)?,
+            };
             if init.is_undefined() {
                 Request::new_with_str(&url)?
             } else {

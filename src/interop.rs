@@ -16,6 +16,17 @@ extern "C" {
     /// `globalThis.fetch`, in a window and in a worker alike.
     #[wasm_bindgen(js_name = fetch)]
     fn global_fetch(request: &Request) -> Promise;
+
+    /// `String(value)`: what fetch makes of an input that is not a `Request`
+    /// (a `URL`, a string, any object with a `toString`). It throws only when
+    /// the value's own conversion throws, which fetch would throw too.
+    #[wasm_bindgen(js_name = String, catch)]
+    fn js_string(value: &JsValue) -> Result<js_sys::JsString, JsValue>;
+}
+
+/// `String(value)` as a Rust string; the conversion's own exception as the error.
+pub(crate) fn to_string(value: &JsValue) -> Result<String, JsValue> {
+    Ok(js_string(value)?.as_string().unwrap_or_default())
 }
 
 /// `fetch(request)` on the global object.
@@ -76,9 +87,11 @@ impl UrlResolver for BrowserUrls {
     fn origin(&self, url: &str) -> Option<String> {
         web_sys::Url::new(url).ok().map(|u| u.origin())
     }
+    /// The page's own origin: `location.origin`, never the `<base>`'s (markup
+    /// injected into the page can add a `<base>` of another origin).
     fn page_origin(&self) -> String {
-        web_sys::Url::new(&self.base)
-            .map(|u| u.origin())
+        get(&get(&js_sys::global(), "location"), "origin")
+            .as_string()
             .unwrap_or_default()
     }
 }

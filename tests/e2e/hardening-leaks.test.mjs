@@ -117,6 +117,14 @@ for (const [name, options] of HEADERS) {
       const foreign = await seen(other, "/api/leak-");
       assert.deepEqual(foreign.map((r) => r.path).sort(), ["/api/leak-request", "/api/leak-url"]);
       for (const r of foreign) assert.ok(!carried(r), `no token at ${r.path}`);
+      // An input whose conversion to a string throws: the call rejects with
+      // that error, as fetch does (it neither hangs nor breaks the module).
+      const bad = await tab.evaluate(() => window.hk.call({ toString() { throw new RangeError("no URL here"); } }));
+      assert.equal(bad.ok, false, JSON.stringify(bad));
+      assert.match(JSON.stringify(bad.error), /no URL here/);
+      const after = await tab.evaluate(() => window.hk.call("/api/own-after"));
+      assert.equal(after.ok && after.value.status, 200, JSON.stringify(after));
+      tab.errors = tab.errors.filter((e) => !/no URL here/.test(e));
     });
   });
 
@@ -156,7 +164,8 @@ test("relative URLs resolved against a <base> of another origin never carry the 
   await other.reset();
   const context = await browser.newContext();
   try {
-    const tab = await openTab(context, main.url, {}, PROVOKED);
+    // The other origin has no /app/…: the relative call there answers 404.
+    const tab = await openTab(context, main.url, {}, new RegExp(`${PROVOKED.source}|status of 404`));
     await tab.evaluate(() => window.hk.login());
     // Markup injected into the page (no script needed) can add a <base>.
     assert.equal(await tab.evaluate((u) => window.hk.setBase(u + "/app/"), other.url), other.url + "/app/");
