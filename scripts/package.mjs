@@ -8,7 +8,7 @@
 // importing the package has no side effects.
 //
 //   node scripts/package.mjs [pkg-dir]
-import { readFileSync, writeFileSync, existsSync } from "node:fs";
+import { readFileSync, writeFileSync, existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
 const dir = process.argv[2] || "pkg";
@@ -23,6 +23,9 @@ const files = [
   "classic/tokenkeeper.js",
   "classic/tokenkeeper_bg.wasm",
 ];
+// The license texts wasm-pack copied from the repository (LICENSE-MIT,
+// LICENSE-APACHE): npm packs a bare LICENSE by itself, these only if listed.
+files.push(...readdirSync(dir).filter((f) => /^LICEN[CS]E/i.test(f)).sort());
 for (const f of files) {
   if (!existsSync(join(dir, f))) {
     console.error(`package.mjs: ${join(dir, f)} is missing: run make build`);
