@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -210,4 +211,124 @@ async fn a_same_origin_redirect_keeps_the_token() {
     let resp = kfetch(&keeper, &via, JsValue::UNDEFINED).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.redirected());
+}
+
+/// Every shape of init fetch takes keeps its headers and gets the token:
+/// headers as a `Headers`, as pairs and as a record; the caller's init and
+/// headers are left as they were (the token goes only into the request).
+/// An init that inherits its members (not a plain object) is read as fetch
+/// reads it, and a `URL` object is a URL.
+#[wasm_bindgen_test]
+async fn every_shape_of_input_and_init_keeps_its_headers_and_gets_the_token() {
+    setup("").await;
+    let keeper = keeper(&[]);
+    login(&keeper).await;
+    let json_type = "application/json";
+    let as_headers = web_sys::Headers::new().unwrap();
+    as_headers.set("content-type", json_type).unwrap();
+    let pair = js_sys::Array::of2(&"content-type".into(), &json_type.into());
+    let record = obj(&[("content-type", json_type.into())]);
+    for headers in [
+        JsValue::from(as_headers.clone()),
+        js_sys::Array::of1(&pair).into(),
+        record.clone(),
+    ] {
+        let init = obj(&[
+            ("method", "POST".into()),
+            ("body", r#"{"n":1}"#.into()),
+            ("headers", headers.clone()),
+        ]);
+        let resp = kfetch(&keeper, &url(server(), "/api/echo"), init.clone()).await;
+        assert_eq!(resp.status(), 200, "{}", stringify(&headers));
+        let body = json(&resp).await;
+        assert_eq!(
+            field(&body, "content_type").as_string().as_deref(),
+            Some(json_type),
+            "{}",
+            stringify(&headers)
+        );
+        assert_eq!(
+            field(&body, "body").as_string().as_deref(),
+            Some(r#"{"n":1}"#)
+        );
+        let init: &js_sys::Object = init.unchecked_ref();
+        assert_eq!(
+            js_sys::Object::keys(init).length(),
+            3,
+            "nothing added to the init"
+        );
+        assert!(js_sys::Object::is(&field(init, "headers"), &headers));
+    }
+    assert!(
+        !as_headers.has("authorization").unwrap(),
+        "the caller's Headers untouched"
+    );
+    assert_eq!(
+        js_sys::Object::keys(record.unchecked_ref::<js_sys::Object>()).length(),
+        1
+    );
+
+    // Members inherited from a prototype, as a class instance has them.
+    let proto = obj(&[("method", "PUT".into()), ("body", "inherited".into())]);
+    let init = js_sys::Object::create(proto.unchecked_ref::<js_sys::Object>());
+    let resp = kfetch(&keeper, &url(server(), "/api/echo"), init.into()).await;
+    assert_eq!(resp.status(), 200);
+    let body = json(&resp).await;
+    assert_eq!(field(&body, "method").as_string().as_deref(), Some("PUT"));
+    assert_eq!(
+        field(&body, "body").as_string().as_deref(),
+        Some("inherited")
+    );
+
+    // A URL object.
+    let target = web_sys::Url::new(&url(server(), "/api/me")).unwrap();
+    let resp: web_sys::Response = JsFuture::from(keeper.fetch(target.into(), JsValue::UNDEFINED))
+        .await
+        .unwrap()
+        .unchecked_into();
+    assert_eq!(resp.status(), 200);
+    let s = stats(server()).await;
+    assert_eq!(num(&s, "api_401"), 0.0, "{}", stringify(&s));
+}
+
+/// A `Request` with a body for another origin goes out untouched, body and
+/// all; an invalid URL fails as fetch fails it (a `TypeError`), and the
+/// keeper goes on working.
+#[wasm_bindgen_test]
+async fn foreign_requests_and_invalid_urls_behave_as_fetch() {
+    setup("").await;
+    reset(other_server()).await;
+    let keeper = keeper(&[]);
+    login(&keeper).await;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&"to another origin".into());
+    let request =
+        web_sys::Request::new_with_str_and_init(&url(other_server(), "/api/echo"), &init).unwrap();
+    let resp: web_sys::Response = JsFuture::from(keeper.fetch(request.into(), JsValue::UNDEFINED))
+        .await
+        .unwrap_or_else(|e| panic!("a foreign Request: {}", message(&e)))
+        .unchecked_into();
+    assert_eq!(resp.status(), 401, "the other origin got no token");
+    let log = request_log(other_server()).await;
+    let posts: Vec<JsValue> = log
+        .iter()
+        .filter(|e| field(e, "method").as_string().as_deref() == Some("POST"))
+        .collect();
+    assert_eq!(posts.len(), 1, "{}", stringify(&log));
+    assert_eq!(field(&posts[0], "authorization").as_bool(), Some(false));
+
+    let bad = settle(keeper.fetch("http://[::bad/".into(), JsValue::UNDEFINED)).await;
+    let err = bad.expect_err("an invalid URL rejects");
+    assert_eq!(
+        js_sys::Reflect::get(&err, &"name".into())
+            .unwrap()
+            .as_string()
+            .as_deref(),
+        Some("TypeError"),
+        "{}",
+        message(&err)
+    );
+    let resp = kfetch(&keeper, &url(server(), "/api/me"), JsValue::UNDEFINED).await;
+    assert_eq!(resp.status(), 200);
 }

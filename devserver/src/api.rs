@@ -68,7 +68,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap, now: u64) -> Result<Verif
 }
 
 /// Any method on `/api/*`. `GET /api/me` describes the token's user; every
-/// other call echoes method, path, user and body.
+/// other call echoes method, path, user, body and content type.
 pub async fn protected(
     State(state): State<Arc<AppState>>,
     method: Method,
@@ -112,11 +112,15 @@ pub async fn protected(
         me
     } else {
         let text = (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned());
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
         json!({
             "method": method.as_str(),
             "path": uri.path(),
             "sub": claims.sub,
             "body": text,
+            "content_type": content_type,
         })
     };
     let mut response = Json(payload).into_response();

@@ -34,7 +34,7 @@ async fn me_and_echo() {
     let echo: Value = r.json().await.unwrap();
     assert_eq!(
         echo,
-        json!({"method": "POST", "path": "/api/orders/7", "sub": "user1", "body": payload})
+        json!({"method": "POST", "path": "/api/orders/7", "sub": "user1", "body": payload, "content_type": "application/json"})
     );
 
     for method in [
