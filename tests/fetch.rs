@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -282,10 +281,7 @@ async fn every_shape_of_input_and_init_keeps_its_headers_and_gets_the_token() {
 
     // A URL object.
     let target = web_sys::Url::new(&url(server(), "/api/me")).unwrap();
-    let resp: web_sys::Response = JsFuture::from(keeper.fetch(target.into(), JsValue::UNDEFINED))
-        .await
-        .unwrap()
-        .unchecked_into();
+    let resp = kfetch_input(&keeper, target.into(), JsValue::UNDEFINED).await;
     assert_eq!(resp.status(), 200);
     let s = stats(server()).await;
     assert_eq!(num(&s, "api_401"), 0.0, "{}", stringify(&s));
@@ -305,10 +301,7 @@ async fn foreign_requests_and_invalid_urls_behave_as_fetch() {
     init.set_body(&"to another origin".into());
     let request =
         web_sys::Request::new_with_str_and_init(&url(other_server(), "/api/echo"), &init).unwrap();
-    let resp: web_sys::Response = JsFuture::from(keeper.fetch(request.into(), JsValue::UNDEFINED))
-        .await
-        .unwrap_or_else(|e| panic!("a foreign Request: {}", message(&e)))
-        .unchecked_into();
+    let resp = kfetch_input(&keeper, request.into(), JsValue::UNDEFINED).await;
     assert_eq!(resp.status(), 401, "the other origin got no token");
     let log = request_log(other_server()).await;
     let posts: Vec<JsValue> = log

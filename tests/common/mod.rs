@@ -124,9 +124,14 @@ pub async fn login(keeper: &TokenKeeper) {
 
 /// `keeper.fetch(url, init)` → Response.
 pub async fn kfetch(keeper: &TokenKeeper, url: &str, init: JsValue) -> Response {
-    JsFuture::from(keeper.fetch(url.into(), init))
+    kfetch_input(keeper, url.into(), init).await
+}
+
+/// `keeper.fetch(input, init)` with any input (a `URL`, a `Request`) → Response.
+pub async fn kfetch_input(keeper: &TokenKeeper, input: JsValue, init: JsValue) -> Response {
+    JsFuture::from(keeper.fetch(input.clone(), init))
         .await
-        .unwrap_or_else(|e| panic!("keeper.fetch({url}): {}", message(&e)))
+        .unwrap_or_else(|e| panic!("keeper.fetch({input:?}): {}", message(&e)))
         .unchecked_into()
 }
 
