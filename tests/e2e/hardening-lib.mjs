@@ -121,6 +121,17 @@ export async function openWindow(real, base, options = {}, expected = /^$/) {
   return openTab(real.context, base, options, expected, page);
 }
 
+/**
+ * The time two 10 ms timer ticks take in `tab`, once Chromium throttles its
+ * timers (a hidden tab: 1 s wake-ups, so ≥ 500 ms). Chromium may start
+ * throttling a moment after the tab is hidden: measured up to 10 times.
+ */
+export async function throttledDelay(tab) {
+  let delay = 0;
+  for (let i = 0; i < 10 && delay < 500; i++) delay = await tab.evaluate(() => window.hk.timerDelay());
+  return delay;
+}
+
 /** Polls `f` (async) until it returns a truthy value; throws with `what` after `timeout` ms. */
 export async function waitFor(f, what, timeout = 15000, step = 50) {
   const until = Date.now() + timeout;
