@@ -5,9 +5,10 @@
 //! to allowed origins and refreshes once on a 401, silent refresh ahead of
 //! expiry that survives sleep and throttled tabs, and typed errors and events.
 //!
-//! The crate is a sans-IO core — [`token`], [`session`], [`config`], tested
-//! natively with time passed in — and a thin web shell (`TokenKeeper`, the
-//! exported class) that turns browser events into core inputs.
+//! Every decision lives in the `tokenkeeper-core` crate (re-exported here as
+//! [`token`], [`session`], [`protocol`], [`config`]), tested natively with
+//! time passed in; this crate is the web shell (`TokenKeeper`, the exported
+//! class) that turns browser events into core inputs.
 
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -24,12 +25,7 @@
 
 extern crate alloc;
 
-pub mod config;
-pub mod error;
-mod json;
-pub mod protocol;
-pub mod session;
-pub mod token;
+pub use tokenkeeper_core::{config, error, json, protocol, session, token};
 
 #[cfg(target_arch = "wasm32")]
 mod client;

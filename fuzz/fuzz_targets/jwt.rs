@@ -4,11 +4,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = tokenkeeper::token::decode_claims(s);
+        let _ = tokenkeeper_core::token::decode_claims(s);
         // Also as the payload of an otherwise well-formed token.
         let mut t = String::from("eyJhbGciOiJIUzI1NiJ9.");
         t.push_str(s);
         t.push_str(".sig");
-        let _ = tokenkeeper::token::decode_claims(&t);
+        let _ = tokenkeeper_core::token::decode_claims(&t);
     }
 });

@@ -2,7 +2,7 @@
 //! The options parser: any value gives settings or an error naming an option.
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use tokenkeeper::config::{Settings, UrlResolver};
+use tokenkeeper_core::config::{Settings, UrlResolver};
 
 struct Urls;
 impl UrlResolver for Urls {
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         match Settings::from_options(&value, &Urls) {
             Ok(_) => {}
             // The option may be "" (an empty key is a key): the reason is always said.
-            Err(tokenkeeper::Error::InvalidOption { reason, .. }) => assert!(!reason.is_empty()),
+            Err(tokenkeeper_core::Error::InvalidOption { reason, .. }) => assert!(!reason.is_empty()),
             Err(e) => panic!("unexpected error {e:?}"),
         }
     }

@@ -2,7 +2,7 @@
 //! The tab-message decoder: any value decodes or is rejected, never a panic.
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use tokenkeeper::protocol::{apply, decode};
+use tokenkeeper_core::protocol::{apply, decode};
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);

@@ -2,7 +2,7 @@
 //! The token-response parser: any fields give tokens or a typed
 //! InvalidTokenResponse, never a panic or a non-finite expiry.
 use libfuzzer_sys::fuzz_target;
-use tokenkeeper::token::{accept_grant, RawGrant, Timing};
+use tokenkeeper_core::token::{accept_grant, RawGrant, Timing};
 
 fuzz_target!(|input: (Option<String>, Option<String>, Option<f64>, f64, f64, Option<f64>)| {
     let (access, refresh, expires_in, sent, rtt, date) = input;
@@ -13,7 +13,7 @@ fuzz_target!(|input: (Option<String>, Option<String>, Option<f64>, f64, f64, Opt
             assert!(!t.access.is_empty());
             assert!(t.refresh.is_some());
         }
-        Err(tokenkeeper::Error::InvalidTokenResponse { .. }) => {}
+        Err(tokenkeeper_core::Error::InvalidTokenResponse { .. }) => {}
         Err(e) => panic!("unexpected error {e:?}"),
     }
 });

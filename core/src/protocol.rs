@@ -123,7 +123,7 @@ fn number(entries: &[(String, OptValue)], key: &str) -> Result<Option<f64>, Reje
 
 fn generation(entries: &[(String, OptValue)]) -> Result<u64, Reject> {
     match number(entries, "gen")? {
-        Some(g) if (0.0..=MAX_GEN).contains(&g) && g.fract() == 0.0 => Ok(g as u64),
+        Some(g) if (0.0..=MAX_GEN).contains(&g) && g == (g as u64) as f64 => Ok(g as u64),
         _ => Err(Reject::Malformed),
     }
 }

@@ -4,10 +4,10 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use proptest::prelude::*;
-use tokenkeeper::config::{OptValue, Settings, UrlResolver};
-use tokenkeeper::protocol::{self, Message};
-use tokenkeeper::token::{self, RawGrant, Timing, TokenSet};
-use tokenkeeper::Error;
+use tokenkeeper_core::config::{OptValue, Settings, UrlResolver};
+use tokenkeeper_core::protocol::{self, Message};
+use tokenkeeper_core::token::{self, RawGrant, Timing, TokenSet};
+use tokenkeeper_core::Error;
 
 fn opt_value() -> impl Strategy<Value = OptValue> {
     let leaf = prop_oneof![

@@ -58,7 +58,7 @@ pub(crate) fn object_numbers<const N: usize>(text: &[u8], keys: [&str; N]) -> Op
 /// standard library's float parser (which is large in wasm). Exact for the
 /// integers that matter here (timestamps, lifetimes: up to 2^53); within a
 /// few ulps otherwise, which is plenty for times in ms.
-pub(crate) fn decimal(text: &[u8]) -> Option<f64> {
+pub fn decimal(text: &[u8]) -> Option<f64> {
     let mut s = Scanner { b: text, i: 0 };
     let negative = s.peek() == Some(b'-');
     if negative {
@@ -130,10 +130,43 @@ pub(crate) fn decimal(text: &[u8]) -> Option<f64> {
         // Two steps keep 10^e finite for the large exponents of tiny numbers.
         let e = exponent.clamp(-700, 700);
         let half = e / 2;
-        value = value * 10f64.powi(half) * 10f64.powi(e - half);
+        value = value * powi(10.0, half) * powi(10.0, e - half);
     }
     let value = if negative { -value } else { value };
     value.is_finite().then_some(value)
+}
+
+/// `base^exp` by squaring (`f64::powi` needs the standard library).
+pub fn powi(base: f64, exp: i32) -> f64 {
+    let mut result = 1.0;
+    let mut b = base;
+    let mut n = exp.unsigned_abs();
+    while n > 0 {
+        if n & 1 == 1 {
+            result *= b;
+        }
+        b *= b;
+        n >>= 1;
+    }
+    if exp < 0 {
+        1.0 / result
+    } else {
+        result
+    }
+}
+
+/// The smallest whole number not below `x`, for `x` in the range of `i64`
+/// (`f64::ceil` needs the standard library); other values come back as they are.
+pub fn ceil(x: f64) -> f64 {
+    if x.is_nan() || x.abs() >= 9.0e15 {
+        return x;
+    }
+    let t = x as i64 as f64;
+    if t < x {
+        t + 1.0
+    } else {
+        t
+    }
 }
 
 struct Scanner<'a> {

@@ -242,7 +242,7 @@ impl Session {
     /// jitter": between half and all of the exponential step).
     pub fn transient_failure(&mut self, now: f64, retry_after_ms: Option<f64>, random: f64) -> f64 {
         self.failures = self.failures.saturating_add(1);
-        let step = BACKOFF_BASE_MS * 2f64.powi(self.failures.min(16) as i32 - 1);
+        let step = BACKOFF_BASE_MS * crate::json::powi(2.0, self.failures.min(16) as i32 - 1);
         let step = step.min(BACKOFF_MAX_MS);
         let random = if random.is_finite() {
             random.clamp(0.0, 1.0)

@@ -1,0 +1,1442 @@
+//! One tab's keeper as a deterministic state machine: every decision of
+//! tokenkeeper — when to refresh and how often to retry, what a caller waits
+//! for, what a 401 means, how tabs share one refresh under a lock, what a
+//! message from another tab changes, which events are raised — taken here,
+//! with time and randomness passed in.
+//!
+//! The shape is quinn-proto's `Connection`: the shell feeds inputs with the
+//! `handle_*` methods and the app-call methods ([`Keeper::fetch`],
+//! [`Keeper::need_token`], [`Keeper::refresh`], [`Keeper::ready`], …), then
+//! carries out every [`Command`] that [`Keeper::poll_command`] hands it and
+//! keeps one timer armed for [`Keeper::poll_timeout`]. Nothing here waits,
+//! sleeps or touches the network; a native test drives several keepers, a
+//! message bus, a lock and a token server in simulated time.
+//!
+//! ```
+//! use tokenkeeper_core::config::{OptValue, Settings, UrlResolver};
+//! use tokenkeeper_core::keeper::{CallId, Command, Env, Keeper, Reply};
+//! use tokenkeeper_core::token::RawGrant;
+//!
+//! struct Urls;
+//! impl UrlResolver for Urls {
+//!     fn resolve(&self, url: &str) -> Option<String> {
+//!         Some(format!("https://app.example{url}"))
+//!     }
+//!     fn origin(&self, _: &str) -> Option<String> {
+//!         Some("https://app.example".into())
+//!     }
+//!     fn page_origin(&self) -> String {
+//!         "https://app.example".into()
+//!     }
+//! }
+//! let options = OptValue::Map(vec![("refreshUrl".into(), OptValue::Str("/token".into()))]);
+//! let settings = Settings::from_options(&options, &Urls).unwrap();
+//! let mut keeper = Keeper::new(settings, Env { tabs: false, locks: false, seed: 7 });
+//! let now = 1_700_000_000_000.0;
+//! let grant = RawGrant { access_token: Some("t".into()), expires_in: Some(300.0), ..RawGrant::default() };
+//! keeper.set_tokens(now, grant).unwrap();
+//! keeper.fetch(now, CallId(1), "https://app.example/api");
+//! let reply = std::iter::from_fn(|| keeper.poll_command()).find_map(|c| match c {
+//!     Command::Settle { call: CallId(1), reply } => Some(reply),
+//!     _ => None,
+//! });
+//! assert!(matches!(reply, Some(Reply::Token { .. })));
+//! ```
+
+use crate::config::{OptValue, RefreshStyle, Settings};
+use crate::error::Error;
+use crate::json::ceil;
+use crate::protocol::{self, Apply, Message};
+use crate::session::{self, After401, FailureClass, Read, Session};
+use crate::token::{self, RawGrant, Timing, TokenSet};
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Attempts made by a refresh that a caller is waiting for, before it gives up
+/// (the session is kept and retried later by the timer).
+pub const ATTEMPTS_WHEN_NEEDED: u32 = 3;
+/// The longest a caller waits between two attempts.
+pub const MAX_WAIT_IN_CALL_MS: f64 = 30_000.0;
+/// How long a tab waits for the other tabs' answer (a new tab joining, a
+/// refused refresh asking whether another tab rotated).
+pub const ASK_WAIT_MS: f64 = 150.0;
+/// How long a tab that waited for the refresh lock waits for the holder's
+/// broadcast before refreshing itself.
+pub const CONTENDED_WAIT_MS: f64 = 200.0;
+/// How long the refresh lock is kept after the new tokens were broadcast, so
+/// the message reaches every tab before another one can take the lock
+/// (message delivery and lock grants are not ordered between tabs).
+pub const HOLD_AFTER_BROADCAST_MS: f64 = 50.0;
+/// Without Web Locks, tabs spread their refreshes over up to this many ms
+/// and then re-check, as if the lock had been contended.
+pub const NO_LOCK_SPREAD_MS: f64 = 100.0;
+
+/// What the browser around the keeper has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Env {
+    /// A channel to the other tabs (`BroadcastChannel`) is open.
+    pub tabs: bool,
+    /// Web Locks (`navigator.locks`) are there.
+    pub locks: bool,
+    /// Seeds the keeper's randomness (jitter, backoff spread, tab id).
+    pub seed: u64,
+}
+
+/// An app call waiting for a [`Reply`], numbered by the shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallId(pub u32);
+
+/// Why a refresh was made: the `source` of the `refresh` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Ahead of expiry, by the timer or a page event.
+    Timer,
+    /// A call found the token inside the lead window.
+    Read,
+    /// A caller needed a new token (expired, a 401, or `refresh()`).
+    OnDemand,
+    /// A new tab in cookie mode joined with its HttpOnly cookie.
+    Join,
+    /// Another tab's tokens.
+    Tab,
+    /// A renewed token in the `renewHeader` of a response.
+    RenewHeader,
+    /// `login()`.
+    Login,
+    /// `setTokens()`.
+    SetTokens,
+}
+
+impl Source {
+    /// The name JavaScript sees.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Timer => "timer",
+            Source::Read => "read",
+            Source::OnDemand => "on-demand",
+            Source::Join => "join",
+            Source::Tab => "tab",
+            Source::RenewHeader => "renew-header",
+            Source::Login => "login",
+            Source::SetTokens => "set-tokens",
+        }
+    }
+}
+
+/// Why a session ended: the `reason` of the `logout` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutReason {
+    /// `logout()` in this tab.
+    Local,
+    /// The refresh token was refused.
+    RefreshFailed,
+    /// It ended in another tab.
+    Remote,
+}
+
+impl LogoutReason {
+    /// The name JavaScript sees.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogoutReason::Local => "local",
+            LogoutReason::RefreshFailed => "refresh-failed",
+            LogoutReason::Remote => "remote",
+        }
+    }
+}
+
+/// Why a response's 401 was handed back to the app: the `reason` of the
+/// `expired` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiredReason {
+    /// There is no session (any more).
+    NoSession,
+    /// The refresh the 401 called for failed.
+    RefreshFailed,
+    /// The replay with a new token got a 401 too.
+    RejectedAfterRefresh,
+}
+
+impl ExpiredReason {
+    /// The name JavaScript sees.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpiredReason::NoSession => "no-session",
+            ExpiredReason::RefreshFailed => "refresh-failed",
+            ExpiredReason::RejectedAfterRefresh => "rejected-after-refresh",
+        }
+    }
+}
+
+/// What a message from another tab did: the `type` of the `sync` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// Its tokens were adopted.
+    Adopted,
+    /// The session ended with it.
+    Logout,
+    /// Refreshing waits, as it does there.
+    Backoff,
+    /// The generation moved forward (a logout while this tab had no session).
+    Advanced,
+    /// It asked, and was answered.
+    Answered,
+}
+
+impl SyncKind {
+    /// The name JavaScript sees.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncKind::Adopted => "adopted",
+            SyncKind::Logout => "logout",
+            SyncKind::Backoff => "backoff",
+            SyncKind::Advanced => "advanced",
+            SyncKind::Answered => "answered",
+        }
+    }
+}
+
+/// The kinds of event an app can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// New tokens from a refresh, another tab or a renewal.
+    Refresh,
+    /// A refresh failed.
+    RefreshError,
+    /// A 401 was handed back to the app.
+    Expired,
+    /// The session ended.
+    Logout,
+    /// The session changed in any way.
+    Change,
+    /// A message from another tab changed something.
+    Sync,
+}
+
+impl EventKind {
+    /// Every kind, in the order the documentation lists them.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Refresh,
+        EventKind::RefreshError,
+        EventKind::Expired,
+        EventKind::Logout,
+        EventKind::Change,
+        EventKind::Sync,
+    ];
+
+    /// The name JavaScript subscribes with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Refresh => "refresh",
+            EventKind::RefreshError => "refresh-error",
+            EventKind::Expired => "expired",
+            EventKind::Logout => "logout",
+            EventKind::Change => "change",
+            EventKind::Sync => "sync",
+        }
+    }
+
+    /// The kind named `name`, if there is one.
+    pub fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// An event for the app's listeners, with its detail. Never carries a token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// New tokens are in place.
+    Refresh {
+        /// Where they came from.
+        source: Source,
+        /// When the access token expires (local clock), if known.
+        expires_at: Option<f64>,
+        /// Their generation.
+        generation: u64,
+    },
+    /// A refresh failed.
+    RefreshError {
+        /// How.
+        error: Error,
+        /// Whether it will be tried again (otherwise the session ended).
+        retrying: bool,
+        /// When the next attempt is planned, in ms from now.
+        retry_in_ms: Option<f64>,
+    },
+    /// A 401 was handed back to the app.
+    Expired {
+        /// Why it was not refreshed and replayed.
+        reason: ExpiredReason,
+        /// The request's URL.
+        url: String,
+    },
+    /// The session ended.
+    Logout {
+        /// Why.
+        reason: LogoutReason,
+    },
+    /// The session changed.
+    Change {
+        /// Whether there is a session now.
+        authenticated: bool,
+        /// When its access token expires, if known.
+        expires_at: Option<f64>,
+        /// The generation now.
+        generation: u64,
+    },
+    /// A message from another tab changed something.
+    Sync {
+        /// What it did.
+        kind: SyncKind,
+        /// The sending tab's id.
+        from: String,
+        /// The generation now.
+        generation: u64,
+    },
+}
+
+impl Event {
+    /// The kind listeners subscribe to.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Refresh { .. } => EventKind::Refresh,
+            Event::RefreshError { .. } => EventKind::RefreshError,
+            Event::Expired { .. } => EventKind::Expired,
+            Event::Logout { .. } => EventKind::Logout,
+            Event::Change { .. } => EventKind::Change,
+            Event::Sync { .. } => EventKind::Sync,
+        }
+    }
+}
+
+/// How a waiting app call ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `fetch`: send the request as it is, without a token.
+    Passthrough,
+    /// Use this access token, of this generation.
+    Token {
+        /// The generation of the token.
+        generation: u64,
+        /// The access token.
+        access: String,
+    },
+    /// `fetch`: hand the response to the app as it is.
+    Return,
+    /// `fetch`: send the copy of the request again with this token.
+    Replay {
+        /// The access token to attach.
+        access: String,
+    },
+    /// `login`, `refresh`: done.
+    Done,
+    /// `ready`: whether there is a session.
+    Ready(bool),
+    /// The call fails with this error.
+    Failed(Error),
+}
+
+/// A token endpoint's answer, as the shell read it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenAnswer {
+    /// A 2xx answer with a JSON object: its token fields and timing.
+    Grant {
+        /// The token fields.
+        grant: RawGrant,
+        /// When it was obtained.
+        timing: Timing,
+    },
+    /// No usable answer.
+    Failure {
+        /// HTTP status, 0 when no answer arrived.
+        status: u16,
+        /// The OAuth `error` of the answer's body, if any.
+        oauth_error: Option<String>,
+        /// `Retry-After`, in ms, if the answer had one.
+        retry_after_ms: Option<f64>,
+        /// The answer was 2xx but not a usable token response.
+        malformed: Option<&'static str>,
+    },
+}
+
+impl TokenAnswer {
+    /// No answer at all (the request failed, or could not be built).
+    pub fn no_answer() -> TokenAnswer {
+        TokenAnswer::Failure {
+            status: 0,
+            oauth_error: None,
+            retry_after_ms: None,
+            malformed: None,
+        }
+    }
+}
+
+/// The answer to a request sent with a token, as [`Keeper::response`] needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered<'a> {
+    /// The generation of the token the request carried.
+    pub generation: u64,
+    /// The HTTP status.
+    pub status: u16,
+    /// The value of the `renewHeader`, if the response had one.
+    pub renewed: Option<String>,
+    /// The response's `Date` (ms since epoch), when `renewed` is there.
+    pub server_date: Option<f64>,
+    /// When the request was sent (local clock).
+    pub sent_at: f64,
+    /// Whether a copy of the request can be sent again.
+    pub replayable: bool,
+    /// Whether this was already the replay.
+    pub replayed: bool,
+    /// The request's URL (for the `expired` event).
+    pub url: &'a str,
+}
+
+/// Tell the logout endpoint, best effort (the session is already gone here).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogoutNotice {
+    /// The endpoint.
+    pub url: String,
+    /// The access token to attach, when the endpoint's origin is allowed.
+    pub access: Option<String>,
+    /// The refresh token to revoke, when the page holds one.
+    pub refresh: Option<String>,
+}
+
+/// Something the shell carries out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Send one refresh request in the configured style and report the
+    /// answer with [`Keeper::handle_refresh_answer`].
+    Refresh {
+        /// The refresh token to send (`None` in cookie mode).
+        refresh_token: Option<String>,
+    },
+    /// Request the tabs' refresh lock; report the grant with
+    /// [`Keeper::handle_lock_granted`].
+    AcquireLock,
+    /// Release the oldest lock held.
+    ReleaseLock,
+    /// Post this message to the other tabs.
+    Post(Message),
+    /// Call the listeners of this event.
+    Emit(Event),
+    /// End the waiting call with this reply.
+    Settle {
+        /// The call.
+        call: CallId,
+        /// How it ends.
+        reply: Reply,
+    },
+}
+
+/// A page event the keeper reacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageEvent {
+    /// `visibilitychange`.
+    Visibility,
+    /// `pageshow` (back from the bfcache, too).
+    PageShow,
+    /// `online`.
+    Online,
+    /// `focus`.
+    Focus,
+}
+
+/// Why a refresh run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// Ahead of expiry: the token is still good.
+    Ahead,
+    /// A call found the token inside the lead window: still good.
+    Read,
+    /// A caller needs a new token.
+    Needed,
+    /// A new tab in cookie mode, with no session yet: try the cookie, quietly.
+    Join,
+}
+
+impl Why {
+    fn source(self) -> Source {
+        match self {
+            Why::Ahead => Source::Timer,
+            Why::Read => Source::Read,
+            Why::Needed => Source::OnDemand,
+            Why::Join => Source::Join,
+        }
+    }
+}
+
+/// Who waits for a refresh run, and what it makes of the outcome.
+#[derive(Debug, Clone, PartialEq)]
+enum Waiter {
+    /// Wants a token.
+    Token(CallId),
+    /// `refresh()`.
+    Refresh(CallId),
+    /// A request that got a 401 and wants to be replayed.
+    Replay { call: CallId, url: String },
+    /// `ready()` in cookie mode.
+    Ready(CallId),
+}
+
+/// Where a refresh run is.
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// The lock was requested (or, alone, about to make the first attempt).
+    Locking,
+    /// No Web Locks: a random pause, then as if contended.
+    Spreading { until: f64 },
+    /// The lock came after another tab held it: wait a moment for its broadcast.
+    Contended { until: f64 },
+    /// Throttled: wait, then try again (unless newer tokens come).
+    Deferred { until: f64, gen: u64 },
+    /// The request is out.
+    Sending {
+        gen: u64,
+        refresh_token: Option<String>,
+    },
+    /// Refused: the other tabs were asked for anything newer.
+    Asking {
+        until: f64,
+        gen: u64,
+        status: u16,
+        oauth_error: Option<String>,
+    },
+    /// Failed for now: retry for the waiting caller.
+    Retrying { until: f64, gen: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Run {
+    why: Why,
+    /// The generation when the refresh was asked for.
+    started: u64,
+    attempts: u32,
+    deferrals: u32,
+    /// Whether this run asked for the lock (and so must release it).
+    locked: bool,
+    phase: Phase,
+    waiters: Vec<Waiter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ReadyWait {
+    call: CallId,
+    until: f64,
+}
+
+/// One tab's keeper: the session and every decision about it.
+#[derive(Debug)]
+pub struct Keeper {
+    settings: Settings,
+    env: Env,
+    tab_id: String,
+    rng: u64,
+    session: Session,
+    freed: bool,
+    run: Option<Run>,
+    readies: Vec<ReadyWait>,
+    /// After a throttled run, no planned refresh before this moment.
+    quiet_until: f64,
+    /// The lock held after a run, released at this moment.
+    release_at: Option<f64>,
+    out: VecDeque<Command>,
+}
+
+impl Keeper {
+    /// A keeper with no session.
+    pub fn new(settings: Settings, env: Env) -> Keeper {
+        let mut keeper = Keeper {
+            settings,
+            env,
+            tab_id: String::new(),
+            // xorshift must not start at 0.
+            rng: env.seed ^ 0x9e37_79b9_7f4a_7c15,
+            session: Session::new(),
+            freed: false,
+            run: None,
+            readies: Vec::new(),
+            quiet_until: 0.0,
+            release_at: None,
+            out: VecDeque::new(),
+        };
+        keeper.tab_id = keeper.random_id();
+        keeper
+    }
+
+    /// The validated settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// This tab's id on the channel (random; it only tells tabs apart).
+    pub fn tab_id(&self) -> &str {
+        &self.tab_id
+    }
+
+    /// The session (read only).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// When the next silent refresh is planned (local clock), if one is.
+    pub fn refresh_at(&self) -> Option<f64> {
+        self.session.refresh_at(self.settings.refresh_lead_ms)
+    }
+
+    /// Whether `free()` was called.
+    pub fn is_freed(&self) -> bool {
+        self.freed
+    }
+
+    /// The next thing to carry out.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.out.pop_front()
+    }
+
+    /// The earliest moment (local clock) at which [`Keeper::handle_timeout`]
+    /// has something to do.
+    pub fn poll_timeout(&self) -> Option<f64> {
+        let mut at = self.release_at;
+        let mut earliest = |t: Option<f64>| {
+            if let Some(t) = t {
+                at = Some(at.map_or(t, |a| a.min(t)));
+            }
+        };
+        if !self.freed {
+            match &self.run {
+                None => earliest(self.planned()),
+                Some(run) => earliest(run.phase.until()),
+            }
+            for r in &self.readies {
+                earliest(Some(r.until));
+            }
+        }
+        at
+    }
+
+    /// The timer fired (or the page woke): does what is due at `now`.
+    pub fn handle_timeout(&mut self, now: f64) {
+        if self.release_at.is_some_and(|t| t <= now) {
+            self.release_at = None;
+            self.out.push_back(Command::ReleaseLock);
+        }
+        let (due, waiting): (Vec<ReadyWait>, Vec<ReadyWait>) =
+            self.readies.iter().partition(|r| r.until <= now);
+        self.readies = waiting;
+        for r in due {
+            self.continue_ready(now, r.call);
+        }
+        let phase = self.run.as_ref().map(|r| r.phase.clone());
+        match phase {
+            Some(Phase::Spreading { until }) if until <= now => self.after_lock(now, true),
+            Some(Phase::Contended { until }) if until <= now => self.after_contention(now),
+            Some(Phase::Deferred { until, gen }) if until <= now => {
+                if self.session.generation() != gen {
+                    self.finish_current(now);
+                } else {
+                    self.attempt(now);
+                }
+            }
+            Some(Phase::Retrying { until, .. }) if until <= now => self.attempt(now),
+            Some(Phase::Asking { until, .. }) if until <= now => self.end_asking(now),
+            Some(_) => {}
+            None => self.tick(now),
+        }
+    }
+
+    // ----- app calls ------------------------------------------------------
+
+    /// `ready()`: joins the session the other tabs hold, then (cookie mode)
+    /// tries the HttpOnly cookie; settles with [`Reply::Ready`].
+    pub fn ready(&mut self, now: f64, call: CallId) {
+        if self.freed {
+            return self.settle(call, Reply::Failed(Error::Freed));
+        }
+        if !self.session.is_authenticated() && self.env.tabs {
+            self.post(Message::Hello {
+                gen: self.session.generation(),
+            });
+            self.readies.push(ReadyWait {
+                call,
+                until: now + ASK_WAIT_MS,
+            });
+            return;
+        }
+        self.continue_ready(now, call);
+    }
+
+    /// The answer to `login()`'s request; settles with [`Reply::Done`].
+    pub fn handle_login_answer(&mut self, now: f64, call: CallId, answer: TokenAnswer) {
+        let (grant, timing) = match answer {
+            TokenAnswer::Grant { grant, timing } => (grant, timing),
+            TokenAnswer::Failure {
+                status,
+                oauth_error,
+                malformed,
+                ..
+            } => {
+                let error = match (status, malformed) {
+                    (0, _) => Error::Network { during: "login" },
+                    (_, Some(reason)) => Error::InvalidTokenResponse { reason },
+                    (status, None) => Error::LoginFailed {
+                        status,
+                        oauth_error,
+                    },
+                };
+                return self.settle(call, Reply::Failed(error));
+            }
+        };
+        if self.freed {
+            return self.settle(call, Reply::Failed(Error::Freed));
+        }
+        match token::accept_grant(grant, timing, None) {
+            Ok(tokens) => {
+                self.adopt(tokens, None, Source::Login);
+                self.settle(call, Reply::Done);
+            }
+            Err(e) => self.settle(call, Reply::Failed(e)),
+        }
+        self.wake(now);
+    }
+
+    /// `setTokens()`: adopts tokens the app obtained itself. On an error the
+    /// current session is kept.
+    pub fn set_tokens(&mut self, now: f64, grant: RawGrant) -> Result<(), Error> {
+        if self.freed {
+            return Err(Error::Freed);
+        }
+        let timing = Timing {
+            sent_at: now,
+            received_at: now,
+            server_date: None,
+        };
+        let tokens = token::accept_grant(grant, timing, None)?;
+        self.adopt(tokens, None, Source::SetTokens);
+        self.wake(now);
+        Ok(())
+    }
+
+    /// `getAccessToken()`: a valid token, refreshing first when it is expired
+    /// or inside the lead window; settles with [`Reply::Token`].
+    pub fn need_token(&mut self, now: f64, call: CallId) {
+        if self.freed {
+            return self.settle(call, Reply::Failed(Error::Freed));
+        }
+        match self.session.read(now, self.settings.refresh_lead_ms) {
+            Read::NoSession => self.settle(call, Reply::Failed(Error::NotAuthenticated)),
+            Read::Fresh { .. } => self.settle_token(call),
+            Read::RefreshFirst => {
+                // Inside the lead window the token still works: a refresh that
+                // fails for now must not hold the call back.
+                let why = if self.session.is_expired(now) {
+                    Why::Needed
+                } else {
+                    Why::Read
+                };
+                self.join_run(now, why, Some(Waiter::Token(call)));
+            }
+        }
+    }
+
+    /// `fetch()` to the browser-serialized `url`: a token for an allowed
+    /// origin while there is a session ([`Reply::Token`]), otherwise
+    /// [`Reply::Passthrough`].
+    pub fn fetch(&mut self, now: f64, call: CallId, url: &str) {
+        if self.freed || !self.session.is_authenticated() || !self.settings.is_allowed_url(url) {
+            return self.settle(call, Reply::Passthrough);
+        }
+        self.need_token(now, call);
+    }
+
+    /// The answer to a request sent with a token: adopts a renewed token,
+    /// and decides what a 401 calls for. Settles with [`Reply::Return`] or
+    /// [`Reply::Replay`] (after a refresh, when one is needed).
+    pub fn response(&mut self, now: f64, call: CallId, answered: Answered<'_>) {
+        if let Some(access) = answered.renewed {
+            self.adopt_renewal(now, access, answered.server_date, answered.sent_at);
+        }
+        if answered.status != 401 {
+            return self.settle(call, Reply::Return);
+        }
+        if answered.replayed {
+            self.expired(ExpiredReason::RejectedAfterRefresh, answered.url);
+            return self.settle(call, Reply::Return);
+        }
+        if !answered.replayable {
+            return self.settle(call, Reply::Return);
+        }
+        match self.session.after_401(answered.generation) {
+            After401::GiveUp => {
+                self.expired(ExpiredReason::NoSession, answered.url);
+                self.settle(call, Reply::Return);
+            }
+            After401::ReplayWithCurrent => self.settle_replay(call, answered.url),
+            After401::RefreshThenReplay => {
+                let url = answered.url.into();
+                self.join_run(now, Why::Needed, Some(Waiter::Replay { call, url }));
+            }
+        }
+        self.wake(now);
+    }
+
+    /// `refresh()`: refreshes now, joining a refresh in flight; settles with
+    /// [`Reply::Done`].
+    pub fn refresh(&mut self, now: f64, call: CallId) {
+        if self.freed {
+            return self.settle(call, Reply::Failed(Error::Freed));
+        }
+        self.join_run(now, Why::Needed, Some(Waiter::Refresh(call)));
+    }
+
+    /// `logout()`: ends the session in every tab, and says whether (and
+    /// with what) to tell the logout endpoint.
+    pub fn logout(&mut self, now: f64) -> Option<LogoutNotice> {
+        let tokens = self.session.tokens().cloned();
+        self.end_session(LogoutReason::Local);
+        self.wake(now);
+        let url = self.settings.logout_url.clone()?;
+        let tokens = tokens?;
+        let access = self.settings.is_allowed_url(&url).then_some(tokens.access);
+        Some(LogoutNotice {
+            url,
+            access,
+            refresh: tokens.refresh,
+        })
+    }
+
+    /// `free()`: the keeper does nothing more; waiting calls end.
+    pub fn free(&mut self) {
+        self.freed = true;
+        self.session.clear();
+        if let Some(run) = self.run.take() {
+            if run.locked {
+                self.out.push_back(Command::ReleaseLock);
+            }
+            for w in run.waiters {
+                self.resolve(w, &Err(Error::Freed));
+            }
+        }
+        for r in core::mem::take(&mut self.readies) {
+            self.settle(r.call, Reply::Ready(false));
+        }
+    }
+
+    // ----- browser inputs -------------------------------------------------
+
+    /// The answer to a [`Command::Refresh`].
+    pub fn handle_refresh_answer(&mut self, now: f64, answer: TokenAnswer) {
+        let Some(Phase::Sending { gen, refresh_token }) = self.run.as_ref().map(|r| &r.phase)
+        else {
+            return;
+        };
+        let (gen, refresh_token) = (*gen, refresh_token.clone());
+        if self.freed {
+            return self.finish(now, Err(Error::Freed));
+        }
+        // A logout (or newer tokens) while the request was out wins over its answer.
+        if self.session.generation() != gen {
+            return self.finish_current(now);
+        }
+        self.answered(now, gen, refresh_token, answer);
+        self.wake(now);
+    }
+
+    /// The lock asked for with [`Command::AcquireLock`] was granted;
+    /// `contended` when another tab held it first.
+    pub fn handle_lock_granted(&mut self, now: f64, contended: bool) {
+        match self.run.as_ref().map(|r| &r.phase) {
+            Some(Phase::Locking) => self.after_lock(now, contended),
+            // Nobody waits for it any more.
+            _ => self.out.push_back(Command::ReleaseLock),
+        }
+    }
+
+    /// A message from another tab (decoded and checked here; anything
+    /// malformed, own, older or of another version is ignored).
+    pub fn handle_tab_message(&mut self, now: f64, data: &OptValue) {
+        if self.freed || !self.env.tabs {
+            return;
+        }
+        let Ok(envelope) = protocol::decode(data, &self.tab_id) else {
+            return;
+        };
+        let generation = self.session.generation();
+        let authenticated = self.session.is_authenticated();
+        let kind = match (
+            protocol::apply(&envelope.message, generation, authenticated),
+            envelope.message,
+        ) {
+            (Apply::Adopt, Message::Session { gen, tokens }) => {
+                self.adopt(tokens, Some(gen), Source::Tab);
+                SyncKind::Adopted
+            }
+            (Apply::EndSession, Message::Logout { gen, .. }) => {
+                self.end_session(LogoutReason::Remote);
+                self.session.advance_to(gen);
+                SyncKind::Logout
+            }
+            (Apply::Defer, Message::Backoff { until, .. }) => {
+                self.session.defer_until(until);
+                SyncKind::Backoff
+            }
+            (Apply::Advance, m) => {
+                self.session.advance_to(m.gen());
+                SyncKind::Advanced
+            }
+            (Apply::Answer, _) => {
+                let gen = self.session.generation();
+                let answer = match self.session.tokens() {
+                    Some(tokens) => Message::Session {
+                        gen,
+                        tokens: tokens.clone(),
+                    },
+                    None => Message::Logout {
+                        gen,
+                        reason: LogoutReason::Local.as_str().into(),
+                    },
+                };
+                self.post(answer);
+                SyncKind::Answered
+            }
+            _ => return,
+        };
+        self.emit(Event::Sync {
+            kind,
+            from: envelope.from,
+            generation: self.session.generation(),
+        });
+        self.wake(now);
+    }
+
+    /// A page event; `visible` is whether the page is visible now.
+    pub fn handle_page(&mut self, now: f64, event: PageEvent, visible: bool) {
+        if self.freed {
+            return;
+        }
+        if event == PageEvent::Online {
+            self.session.network_back(now);
+        }
+        if !visible {
+            return;
+        }
+        if matches!(event, PageEvent::PageShow | PageEvent::Visibility) {
+            // Back from the bfcache or a frozen background: messages may have
+            // been missed. Anything newer is answered.
+            self.post(Message::Hello {
+                gen: self.session.generation(),
+            });
+        }
+        self.tick(now);
+    }
+
+    // ----- the refresh run ------------------------------------------------
+
+    /// The planned refresh moment, after any quiet period.
+    fn planned(&self) -> Option<f64> {
+        self.refresh_at().map(|at| at.max(self.quiet_until))
+    }
+
+    /// A re-check: refresh ahead if the planned moment has passed.
+    fn tick(&mut self, now: f64) {
+        if self.freed || self.run.is_some() {
+            return;
+        }
+        if self.planned().is_some_and(|at| now >= at) {
+            self.join_run(now, Why::Ahead, None);
+        }
+    }
+
+    /// Joins the refresh in flight, or starts one: every caller shares one.
+    fn join_run(&mut self, now: f64, why: Why, waiter: Option<Waiter>) {
+        if let Some(run) = &mut self.run {
+            run.waiters.extend(waiter);
+            return;
+        }
+        let waiters = waiter.into_iter().collect();
+        let (phase, locked) = match (self.env.tabs, self.env.locks) {
+            (false, _) => (Phase::Locking, false),
+            (true, true) => (Phase::Locking, true),
+            (true, false) => (
+                Phase::Spreading {
+                    until: now + self.random() * NO_LOCK_SPREAD_MS,
+                },
+                false,
+            ),
+        };
+        self.run = Some(Run {
+            why,
+            started: self.session.generation(),
+            attempts: 0,
+            deferrals: 0,
+            locked,
+            phase,
+            waiters,
+        });
+        match (self.env.tabs, self.env.locks) {
+            (false, _) => self.attempt(now),
+            (true, true) => self.out.push_back(Command::AcquireLock),
+            (true, false) => {}
+        }
+    }
+
+    /// The lock is ours (or, without locks, the pause is over).
+    fn after_lock(&mut self, now: f64, contended: bool) {
+        if self.freed {
+            return self.finish(now, Err(Error::Freed));
+        }
+        if contended {
+            // Another tab held the lock: it broadcasts before it releases, but
+            // its message may land a moment after our grant. Give it that moment.
+            if let Some(run) = &mut self.run {
+                run.phase = Phase::Contended {
+                    until: now + CONTENDED_WAIT_MS,
+                };
+            }
+            return self.wake(now);
+        }
+        self.after_contention(now);
+    }
+
+    /// Refreshes, unless another tab rotated the tokens meanwhile.
+    fn after_contention(&mut self, now: f64) {
+        let Some(started) = self.run.as_ref().map(|r| r.started) else {
+            return;
+        };
+        if self.session.generation() != started {
+            return self.finish_current(now);
+        }
+        self.attempt(now);
+    }
+
+    /// One attempt: checks backoff and the storm brake, then sends.
+    fn attempt(&mut self, now: f64) {
+        let Some(run) = &self.run else { return };
+        let (why, attempts, deferrals) = (run.why, run.attempts, run.deferrals);
+        if self.freed {
+            return self.finish(now, Err(Error::Freed));
+        }
+        if !self.session.is_authenticated() && why != Why::Join {
+            return self.finish(now, Err(Error::NotAuthenticated));
+        }
+        let gen = self.session.generation();
+        match self.session.begin_refresh(now) {
+            Ok(()) => {}
+            // A caller that needs a token waits out a short backoff (a
+            // Retry-After, maybe from another tab) and then tries.
+            Err(Error::RefreshThrottled { retry_in_ms })
+                if why == Why::Needed
+                    && deferrals < ATTEMPTS_WHEN_NEEDED
+                    && retry_in_ms <= MAX_WAIT_IN_CALL_MS =>
+            {
+                if let Some(run) = &mut self.run {
+                    run.deferrals += 1;
+                    // Round up: the moment must have passed when it is re-checked.
+                    run.phase = Phase::Deferred {
+                        until: now + ceil(retry_in_ms) + 1.0,
+                        gen,
+                    };
+                }
+                return;
+            }
+            // Backing off or braking: a still-valid token is used as it is.
+            Err(e) => {
+                if let Error::RefreshThrottled { retry_in_ms } = e {
+                    self.quiet_until = now + retry_in_ms;
+                }
+                let result = if why != Why::Needed || !self.session.is_expired(now) && attempts > 0
+                {
+                    Ok(gen)
+                } else {
+                    Err(e)
+                };
+                return self.finish(now, result);
+            }
+        }
+        let refresh_token = self.session.refresh_token();
+        if let Some(run) = &mut self.run {
+            run.attempts += 1;
+            run.phase = Phase::Sending {
+                gen,
+                refresh_token: refresh_token.clone(),
+            };
+        }
+        if self.settings.refresh_style != RefreshStyle::Cookie && refresh_token.is_none() {
+            let missing = TokenAnswer::Failure {
+                status: 0,
+                oauth_error: None,
+                retry_after_ms: None,
+                malformed: Some("there is no refresh token to send"),
+            };
+            return self.answered(now, gen, None, missing);
+        }
+        self.out.push_back(Command::Refresh { refresh_token });
+    }
+
+    /// What a refresh answer means: new tokens, the end of the session, or
+    /// a backoff (with a retry while a caller waits).
+    fn answered(&mut self, now: f64, gen: u64, sent: Option<String>, answer: TokenAnswer) {
+        let Some(run) = &self.run else { return };
+        let (why, attempts) = (run.why, run.attempts);
+        let (status, oauth_error, retry_after, malformed) = match answer {
+            TokenAnswer::Grant { grant, timing } => {
+                match token::accept_grant(grant, timing, sent) {
+                    Ok(tokens) => {
+                        let g = self.adopt(tokens, None, why.source());
+                        return self.finish(now, Ok(g));
+                    }
+                    Err(Error::InvalidTokenResponse { reason }) => (200, None, None, Some(reason)),
+                    Err(e) => return self.finish(now, Err(e)),
+                }
+            }
+            TokenAnswer::Failure {
+                status,
+                oauth_error,
+                retry_after_ms,
+                malformed,
+            } => (status, oauth_error, retry_after_ms, malformed),
+        };
+        let class = match malformed {
+            // A malformed answer never wipes the session: treated as passing.
+            Some(_) => FailureClass::Transient,
+            None => session::classify(status, oauth_error.as_deref()),
+        };
+        if class == FailureClass::Fatal {
+            if why == Why::Join {
+                // No session to end: the cookie simply holds none.
+                let err = Error::SessionEnded {
+                    status,
+                    oauth_error,
+                };
+                return self.finish(now, Err(err));
+            }
+            if !self.env.tabs {
+                return self.refused(now, status, oauth_error);
+            }
+            // Refused: perhaps another tab rotated the token (or a response
+            // was lost). Ask the other tabs for newer tokens before giving up.
+            self.post(Message::Hello { gen });
+            if let Some(run) = &mut self.run {
+                run.phase = Phase::Asking {
+                    until: now + ASK_WAIT_MS,
+                    gen,
+                    status,
+                    oauth_error,
+                };
+            }
+            return;
+        }
+        let spread = self.random();
+        let wait = self.session.transient_failure(now, retry_after, spread);
+        let expired = self.session.is_expired(now);
+        // The other tabs hold the same refresh token: they wait too.
+        if why != Why::Join {
+            self.post(Message::Backoff {
+                gen,
+                until: now + wait,
+            });
+        }
+        let err = match malformed {
+            Some(reason) => Error::InvalidTokenResponse { reason },
+            None => Error::RefreshUnavailable {
+                status,
+                oauth_error,
+                retry_in_ms: wait,
+            },
+        };
+        if why == Why::Join {
+            return self.finish(now, Err(err));
+        }
+        // A malformed 2xx answer is not retried at once: the server may have
+        // rotated the refresh token already, and a retry with the old one
+        // would look like reuse.
+        let retry_here = malformed.is_none()
+            && why == Why::Needed
+            && attempts < ATTEMPTS_WHEN_NEEDED
+            && wait <= MAX_WAIT_IN_CALL_MS;
+        self.emit(Event::RefreshError {
+            error: err.clone(),
+            retrying: true,
+            retry_in_ms: Some(wait),
+        });
+        if !retry_here {
+            let result = if why != Why::Needed && !expired {
+                Ok(self.session.generation())
+            } else {
+                Err(err)
+            };
+            return self.finish(now, result);
+        }
+        if let Some(run) = &mut self.run {
+            // Round up: the backoff moment must have passed when it is re-checked.
+            run.phase = Phase::Retrying {
+                until: now + ceil(wait) + 1.0,
+                gen,
+            };
+        }
+    }
+
+    /// The other tabs had nothing newer (or the wait is over).
+    fn end_asking(&mut self, now: f64) {
+        let Some(Phase::Asking {
+            gen,
+            status,
+            oauth_error,
+            ..
+        }) = self.run.as_ref().map(|r| r.phase.clone())
+        else {
+            return;
+        };
+        if self.session.generation() != gen && self.session.is_authenticated() {
+            return self.finish_current(now);
+        }
+        self.refused(now, status, oauth_error);
+    }
+
+    /// The refresh token was refused for good: the session ends.
+    fn refused(&mut self, now: f64, status: u16, oauth_error: Option<String>) {
+        let err = Error::SessionEnded {
+            status,
+            oauth_error,
+        };
+        self.emit(Event::RefreshError {
+            error: err.clone(),
+            retrying: false,
+            retry_in_ms: None,
+        });
+        self.end_session(LogoutReason::RefreshFailed);
+        self.finish(now, Err(err));
+    }
+
+    /// Ends the run with the current tokens (another tab's, or none).
+    fn finish_current(&mut self, now: f64) {
+        let result = if self.session.is_authenticated() {
+            Ok(self.session.generation())
+        } else {
+            Err(Error::NotAuthenticated)
+        };
+        self.finish(now, result);
+    }
+
+    /// Ends the run and answers everyone who waited for it.
+    fn finish(&mut self, now: f64, result: Result<u64, Error>) {
+        let Some(run) = self.run.take() else { return };
+        if run.locked {
+            if run.attempts > 0 {
+                // Keep the lock a moment so the broadcast lands first.
+                if self.release_at.is_some() {
+                    self.out.push_back(Command::ReleaseLock);
+                }
+                self.release_at = Some(now + HOLD_AFTER_BROADCAST_MS);
+            } else {
+                self.out.push_back(Command::ReleaseLock);
+            }
+        }
+        for w in run.waiters {
+            self.resolve(w, &result);
+        }
+    }
+
+    fn resolve(&mut self, waiter: Waiter, result: &Result<u64, Error>) {
+        match (waiter, result) {
+            (Waiter::Token(call), Ok(_)) => self.settle_token(call),
+            (Waiter::Token(call) | Waiter::Refresh(call), Err(e)) => {
+                self.settle(call, Reply::Failed(e.clone()))
+            }
+            (Waiter::Refresh(call), Ok(_)) => self.settle(call, Reply::Done),
+            (Waiter::Replay { call, url }, Ok(_)) => self.settle_replay(call, &url),
+            (Waiter::Replay { call, url }, Err(_)) => {
+                self.expired(ExpiredReason::RefreshFailed, &url);
+                self.settle(call, Reply::Return);
+            }
+            (Waiter::Ready(call), _) => {
+                self.settle(call, Reply::Ready(self.session.is_authenticated()))
+            }
+        }
+    }
+
+    /// Re-checks everything that waits for the session to change.
+    fn wake(&mut self, now: f64) {
+        if self.session.is_authenticated() {
+            for r in core::mem::take(&mut self.readies) {
+                self.continue_ready(now, r.call);
+            }
+        }
+        let generation = self.session.generation();
+        match self.run.as_ref().map(|r| (&r.phase, r.started)) {
+            Some((Phase::Contended { .. }, started)) if generation != started => {
+                self.finish_current(now)
+            }
+            Some((Phase::Deferred { gen, .. } | Phase::Retrying { gen, .. }, _))
+                if generation != *gen =>
+            {
+                self.finish_current(now)
+            }
+            Some((Phase::Asking { gen, .. }, _)) if generation != *gen => self.end_asking(now),
+            _ => {}
+        }
+    }
+
+    /// `ready()` after the other tabs were asked.
+    fn continue_ready(&mut self, now: f64, call: CallId) {
+        if !self.session.is_authenticated()
+            && self.settings.refresh_style == RefreshStyle::Cookie
+            && !self.freed
+        {
+            return self.join_run(now, Why::Join, Some(Waiter::Ready(call)));
+        }
+        self.settle(call, Reply::Ready(self.session.is_authenticated()));
+    }
+
+    // ----- the session ----------------------------------------------------
+
+    /// Puts new tokens in place and says so (to the other tabs, unless they
+    /// came from one, and to the listeners).
+    fn adopt(&mut self, tokens: TokenSet, generation: Option<u64>, source: Source) -> u64 {
+        let expires_at = tokens.expires_at;
+        let message = (source != Source::Tab).then(|| tokens.clone());
+        let jitter = self.random();
+        let generation = self.session.adopt(tokens, generation, jitter);
+        self.quiet_until = 0.0;
+        if let Some(tokens) = message {
+            self.post(Message::Session {
+                gen: generation,
+                tokens,
+            });
+        }
+        if !matches!(source, Source::Login | Source::SetTokens) {
+            self.emit(Event::Refresh {
+                source,
+                expires_at,
+                generation,
+            });
+        }
+        self.emit_change();
+        generation
+    }
+
+    /// Adopts a renewed access token a server handed back in `renewHeader`.
+    fn adopt_renewal(&mut self, now: f64, access: String, server_date: Option<f64>, sent_at: f64) {
+        let same = self.session.tokens().is_some_and(|t| t.access == access);
+        if same || !self.session.is_authenticated() {
+            return;
+        }
+        let grant = RawGrant {
+            access_token: Some(access),
+            refresh_token: None,
+            expires_in: None,
+        };
+        let timing = Timing {
+            sent_at,
+            received_at: now,
+            server_date,
+        };
+        if let Ok(tokens) = token::accept_grant(grant, timing, self.session.refresh_token()) {
+            self.adopt(tokens, None, Source::RenewHeader);
+        }
+    }
+
+    /// Ends the session (if there is one) and says why; tells the other
+    /// tabs unless it ended in another tab.
+    fn end_session(&mut self, reason: LogoutReason) {
+        let had = self.session.clear();
+        if reason != LogoutReason::Remote {
+            self.post(Message::Logout {
+                gen: self.session.generation(),
+                reason: reason.as_str().into(),
+            });
+        }
+        if had {
+            self.emit(Event::Logout { reason });
+            self.emit_change();
+        }
+    }
+
+    fn emit_change(&mut self) {
+        self.emit(Event::Change {
+            authenticated: self.session.is_authenticated(),
+            expires_at: self.session.expires_at(),
+            generation: self.session.generation(),
+        });
+    }
+
+    fn expired(&mut self, reason: ExpiredReason, url: &str) {
+        self.emit(Event::Expired {
+            reason,
+            url: url.into(),
+        });
+    }
+
+    fn settle_token(&mut self, call: CallId) {
+        let reply = match self.session.tokens() {
+            Some(t) => Reply::Token {
+                generation: self.session.generation(),
+                access: t.access.clone(),
+            },
+            None => Reply::Failed(Error::NotAuthenticated),
+        };
+        self.settle(call, reply);
+    }
+
+    fn settle_replay(&mut self, call: CallId, url: &str) {
+        match self.session.tokens() {
+            Some(t) => {
+                let access = t.access.clone();
+                self.settle(call, Reply::Replay { access });
+            }
+            None => {
+                self.expired(ExpiredReason::NoSession, url);
+                self.settle(call, Reply::Return);
+            }
+        }
+    }
+
+    fn settle(&mut self, call: CallId, reply: Reply) {
+        self.out.push_back(Command::Settle { call, reply });
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.out.push_back(Command::Emit(event));
+    }
+
+    fn post(&mut self, message: Message) {
+        if self.env.tabs && !self.freed {
+            self.out.push_back(Command::Post(message));
+        }
+    }
+
+    /// A number in `[0, 1)` (xorshift64*).
+    fn random(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn random_id(&mut self) -> String {
+        let mut id = String::with_capacity(16);
+        for _ in 0..16 {
+            let digit = (self.random() * 16.0) as u32;
+            id.push(char::from_digit(digit.min(15), 16).unwrap_or('0'));
+        }
+        id
+    }
+}
+
+impl Phase {
+    /// When this phase's wait is over, if it waits for time.
+    fn until(&self) -> Option<f64> {
+        match self {
+            Phase::Spreading { until }
+            | Phase::Contended { until }
+            | Phase::Deferred { until, .. }
+            | Phase::Asking { until, .. }
+            | Phase::Retrying { until, .. } => Some(*until),
+            Phase::Locking | Phase::Sending { .. } => None,
+        }
+    }
+}

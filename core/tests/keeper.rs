@@ -1,0 +1,408 @@
+//! The keeper's policy, natively, in simulated time: tabs, the channel, the
+//! lock and a token server with rotation and reuse detection (tests/sim).
+
+mod sim;
+
+use sim::*;
+use tokenkeeper_core::config::OptValue;
+use tokenkeeper_core::keeper::{Event, ExpiredReason, LogoutReason, Reply, Source};
+use tokenkeeper_core::Error;
+
+fn world(tabs: usize, ttl_s: f64) -> World {
+    let mut w = World::new(settings(&[]), ttl_s);
+    for _ in 0..tabs {
+        w.open_tab();
+    }
+    w
+}
+
+/// Every tab learns the session: the first logs in, the others join.
+fn logged_in(tabs: usize, ttl_s: f64) -> World {
+    let mut w = world(tabs, ttl_s);
+    w.login(0);
+    w.run_for(50.0);
+    for t in 0..tabs {
+        assert!(w.tabs[t].authenticated(), "tab {t} has the session");
+    }
+    w
+}
+
+#[test]
+fn refreshes_ahead_of_expiry_over_many_lifetimes() {
+    let mut w = logged_in(1, 60.0);
+    // Ten minutes of calls, one a second: none ever sees a 401.
+    for _ in 0..600 {
+        assert_eq!(w.api_call(0, 5_000.0), Ok(200));
+        w.run_for(1_000.0);
+    }
+    // A 60 s token is refreshed 20 s ahead (a third of its lifetime, the lead
+    // bounded), so about every 40 s: 15 in ten minutes, give or take jitter.
+    let refreshes = w.server.refresh_requests;
+    assert!((14..=17).contains(&refreshes), "{refreshes} refreshes");
+    let timer = w.tabs[0]
+        .events_of("refresh")
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Refresh {
+                    source: Source::Timer,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(timer as u32, refreshes, "every refresh ahead, by the timer");
+}
+
+#[test]
+fn four_tabs_make_one_refresh_per_rotation() {
+    let mut w = logged_in(4, 30.0);
+    let mut calls = 0;
+    for round in 0..400 {
+        let tab = round % 4;
+        assert_eq!(w.api_call(tab, 5_000.0), Ok(200), "round {round}");
+        calls += 1;
+        w.run_for(750.0);
+    }
+    assert_eq!(w.server.reuse_detected, 0);
+    // 300 s of 30 s tokens refreshed 10 s ahead: one every ~20 s in all tabs together.
+    let r = w.server.refresh_requests;
+    assert!((14..=17).contains(&r), "{r} refreshes for {calls} calls");
+    // After quiescence every tab holds the same tokens.
+    w.run_for(100.0);
+    let gens: Vec<u64> = w
+        .tabs
+        .iter()
+        .map(|t| t.keeper.session().generation())
+        .collect();
+    assert!(gens.windows(2).all(|g| g[0] == g[1]), "{gens:?}");
+}
+
+#[test]
+fn tabs_without_web_locks_wait_for_a_rotation_already_under_way() {
+    // Without Web Locks a tab pauses (a random spread, then the contended
+    // wait) and re-checks: a refresh that another tab started a moment
+    // before is joined through its broadcast, not repeated. (Timers that
+    // fire within that pause of each other can still both refresh: best
+    // effort, as the README's cross-tab section says.)
+    let mut w = World::new(settings(&[]), 300.0);
+    w.locks = false;
+    for _ in 0..3 {
+        w.open_tab();
+    }
+    w.login(0);
+    w.run_for(50.0);
+    let first = w.call(0, |k, now, id| k.refresh(now, id));
+    w.run_for(120.0);
+    let others: Vec<_> = (1..3)
+        .map(|t| (t, w.call(t, |k, now, id| k.refresh(now, id))))
+        .collect();
+    assert_eq!(w.wait(0, first, 1_000.0), Some(Reply::Done));
+    for (t, call) in others {
+        assert_eq!(w.wait(t, call, 1_000.0), Some(Reply::Done), "tab {t}");
+    }
+    assert_eq!(w.server.refresh_requests, 1);
+    assert_eq!(w.server.reuse_detected, 0);
+}
+
+#[test]
+fn a_401_refreshes_once_and_replays() {
+    let mut w = logged_in(2, 300.0);
+    let access = w.tabs[0]
+        .keeper
+        .session()
+        .tokens()
+        .map(|t| t.access.clone());
+    w.server.revoke_access(&access.unwrap_or_default());
+    let before = w.server.refresh_requests;
+    assert_eq!(w.api_call(0, 5_000.0), Ok(200));
+    assert_eq!(w.server.refresh_requests, before + 1);
+    // The other tab got the new tokens without a request of its own.
+    w.run_for(50.0);
+    assert_eq!(w.api_call(1, 5_000.0), Ok(200));
+    assert_eq!(w.server.refresh_requests, before + 1);
+}
+
+#[test]
+fn a_401_on_a_replaced_token_replays_without_refreshing() {
+    let mut w = logged_in(1, 300.0);
+    let url = format!("{ORIGIN}/api/me");
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &url));
+    let Some(Reply::Token { generation, .. }) = w.reply(0, call) else {
+        panic!("no token")
+    };
+    let refresh = w.call(0, |k, now, id| k.refresh(now, id));
+    assert_eq!(w.wait(0, refresh, 1_000.0), Some(Reply::Done));
+    let before = w.server.refresh_requests;
+    let answered = tokenkeeper_core::keeper::Answered {
+        generation,
+        status: 401,
+        renewed: None,
+        server_date: None,
+        sent_at: w.now,
+        replayable: true,
+        replayed: false,
+        url: &url,
+    };
+    let call = w.call(0, |k, now, id| k.response(now, id, answered));
+    assert!(matches!(w.reply(0, call), Some(Reply::Replay { .. })));
+    assert_eq!(w.server.refresh_requests, before);
+}
+
+#[test]
+fn a_waiting_caller_sees_transient_failures_retried() {
+    let mut w = logged_in(1, 300.0);
+    w.server
+        .faults
+        .extend([Fault::Status(503, None, None), Fault::Drop]);
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    let reply = w.wait(0, call, 20_000.0);
+    assert_eq!(reply, Some(Reply::Done));
+    assert_eq!(w.server.refresh_requests, 3);
+    let errors = w.tabs[0].events_of("refresh-error");
+    assert!(errors.len() >= 2, "{errors:?}");
+    assert!(errors
+        .iter()
+        .all(|e| matches!(e, Event::RefreshError { retrying: true, .. })));
+}
+
+#[test]
+fn a_refused_refresh_ends_the_session_in_every_tab() {
+    let mut w = logged_in(3, 300.0);
+    w.server.revoked = true;
+    let call = w.call(1, |k, now, id| k.refresh(now, id));
+    let reply = w.wait(1, call, 5_000.0);
+    assert!(
+        matches!(
+            reply,
+            Some(Reply::Failed(Error::SessionEnded { status: 400, .. }))
+        ),
+        "{reply:?}"
+    );
+    w.run_for(100.0);
+    for (i, tab) in w.tabs.iter().enumerate() {
+        assert!(!tab.authenticated(), "tab {i} logged out");
+        let want = if i == 1 {
+            LogoutReason::RefreshFailed
+        } else {
+            LogoutReason::Remote
+        };
+        assert_eq!(
+            tab.events_of("logout"),
+            vec![&Event::Logout { reason: want }],
+            "tab {i}"
+        );
+    }
+    // It asked the other tabs before giving up: one request, no second try.
+    assert_eq!(w.server.refresh_requests, 1);
+}
+
+#[test]
+fn a_refusal_after_another_tab_rotated_is_not_a_logout() {
+    // Tab 1 holds the tokens of generation 1 but missed tab 0's rotation
+    // (its message is still on the way when it refreshes).
+    let mut w = logged_in(2, 300.0);
+    w.bus_delay_ms = 500.0;
+    let r0 = w.call(0, |k, now, id| k.refresh(now, id));
+    assert_eq!(w.wait(0, r0, 200.0), Some(Reply::Done));
+    let r1 = w.call(1, |k, now, id| k.refresh(now, id));
+    w.wait(1, r1, 2_000.0);
+    w.run_for(1_000.0);
+    // The refused refresh (reuse!) revokes the family: the model server
+    // logs both out, and both tabs end cleanly — no tab keeps a dead session.
+    for tab in &w.tabs {
+        assert!(!tab.authenticated());
+    }
+    // With a lock and a prompt channel this cannot happen: see
+    // four_tabs_make_one_refresh_per_rotation.
+}
+
+#[test]
+fn retry_after_holds_for_every_tab() {
+    let mut w = logged_in(2, 300.0);
+    w.server
+        .faults
+        .push_back(Fault::Status(429, None, Some(40.0)));
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    let reply = w.wait(0, call, 1_000.0);
+    assert!(
+        matches!(
+            reply,
+            Some(Reply::Failed(Error::RefreshUnavailable { status: 429, .. }))
+        ),
+        "{reply:?}"
+    );
+    w.run_for(50.0);
+    // Tab 1 was told to wait too: its refresh() is throttled, not sent.
+    let before = w.server.refresh_requests;
+    let call = w.call(1, |k, now, id| k.refresh(now, id));
+    let reply = w.wait(1, call, 1_000.0);
+    assert!(
+        matches!(reply, Some(Reply::Failed(Error::RefreshThrottled { .. }))),
+        "{reply:?}"
+    );
+    assert_eq!(w.server.refresh_requests, before);
+}
+
+#[test]
+fn a_new_tab_joins_with_no_request() {
+    let mut w = logged_in(1, 300.0);
+    let requests = w.server.refresh_requests;
+    let tab = w.open_tab();
+    let call = w.call(tab, |k, now, id| k.ready(now, id));
+    assert_eq!(w.wait(tab, call, 1_000.0), Some(Reply::Ready(true)));
+    assert_eq!(w.server.refresh_requests, requests);
+    // It answered as soon as the session arrived, not after the whole wait.
+    assert!(w.now < T0 + 50.0 + 100.0, "{}", w.now - T0);
+    // A tab alone waits its bounded moment and says false.
+    let mut alone = world(1, 300.0);
+    let call = alone.call(0, |k, now, id| k.ready(now, id));
+    assert_eq!(alone.wait(0, call, 1_000.0), Some(Reply::Ready(false)));
+}
+
+#[test]
+fn a_cookie_tab_joins_with_its_cookie_when_no_tab_answers() {
+    let s = settings(&[("refreshStyle", OptValue::Str("cookie".into()))]);
+    let mut w = World::new(s, 300.0);
+    w.open_tab();
+    let call = w.call(0, |k, now, id| k.ready(now, id));
+    // The model server holds no cookie session for it: refused quietly.
+    assert_eq!(w.wait(0, call, 1_000.0), Some(Reply::Ready(false)));
+    assert_eq!(w.server.refresh_requests, 1);
+    assert!(w.tabs[0].events_of("logout").is_empty());
+    assert!(w.tabs[0].events_of("refresh-error").is_empty());
+}
+
+#[test]
+fn logout_reaches_every_tab_and_names_the_endpoint() {
+    let s = settings(&[("logoutUrl", OptValue::Str("/logout".into()))]);
+    let mut w = World::new(s, 300.0);
+    for _ in 0..3 {
+        w.open_tab();
+    }
+    w.login(0);
+    w.run_for(50.0);
+    let notice = w.logout(2).expect("the logout endpoint is told");
+    assert_eq!(notice.url, format!("{ORIGIN}/logout"));
+    assert!(notice.access.is_some() && notice.refresh.is_some());
+    w.run_for(50.0);
+    assert!(w.tabs.iter().all(|t| !t.authenticated()));
+    // A fetch now goes out without a token.
+    let url = format!("{ORIGIN}/api/me");
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &url));
+    assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
+}
+
+#[test]
+fn a_stream_of_expired_tokens_trips_the_brake_without_spinning() {
+    let mut w = logged_in(1, 0.0);
+    // Every refresh answers with a token that is expired on arrival: the
+    // timer must not loop; the brake holds refreshes to a handful a window.
+    let mut steps = 0;
+    let until = w.now + 60_000.0;
+    while w.step(until) {
+        steps += 1;
+        assert!(steps < 10_000, "the keeper spins");
+    }
+    let r = w.server.refresh_requests;
+    assert!(r <= 6 * 7, "{r} refreshes in a minute");
+}
+
+#[test]
+fn a_response_for_another_origin_or_no_session_passes_through() {
+    let mut w = logged_in(1, 300.0);
+    let call = w.call(0, |k, now, id| {
+        k.fetch(now, id, "https://other.example/api")
+    });
+    assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
+    let call = w.call(0, |k, now, id| {
+        k.fetch(now, id, "https://app.example.evil/api")
+    });
+    assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
+}
+
+#[test]
+fn a_final_401_is_handed_back_with_its_reason() {
+    let mut w = logged_in(1, 300.0);
+    let url = format!("{ORIGIN}/api/me");
+    let answered = |replayed| tokenkeeper_core::keeper::Answered {
+        generation: 1,
+        status: 401,
+        renewed: None,
+        server_date: None,
+        sent_at: T0,
+        replayable: true,
+        replayed,
+        url: &url,
+    };
+    let call = w.call(0, |k, now, id| k.response(now, id, answered(true)));
+    assert_eq!(w.reply(0, call), Some(Reply::Return));
+    assert_eq!(
+        w.tabs[0].events_of("expired"),
+        vec![&Event::Expired {
+            reason: ExpiredReason::RejectedAfterRefresh,
+            url: url.clone()
+        }]
+    );
+}
+
+#[test]
+fn a_renewed_token_in_a_response_header_is_adopted() {
+    let s = settings(&[("renewHeader", OptValue::Str("x-renewed".into()))]);
+    let mut w = World::new(s, 300.0);
+    w.open_tab();
+    w.login(0);
+    let url = format!("{ORIGIN}/api/me");
+    let answered = tokenkeeper_core::keeper::Answered {
+        generation: 1,
+        status: 200,
+        renewed: Some("renewed-token".into()),
+        server_date: None,
+        sent_at: w.now,
+        replayable: true,
+        replayed: false,
+        url: &url,
+    };
+    let call = w.call(0, |k, now, id| k.response(now, id, answered));
+    assert_eq!(w.reply(0, call), Some(Reply::Return));
+    let tokens = w.tabs[0]
+        .keeper
+        .session()
+        .tokens()
+        .cloned()
+        .expect("tokens");
+    assert_eq!(tokens.access, "renewed-token");
+    assert_eq!(
+        tokens.refresh.as_deref(),
+        Some("rt-1"),
+        "the refresh token is kept"
+    );
+    assert!(matches!(
+        w.tabs[0].events_of("refresh")[..],
+        [Event::Refresh {
+            source: Source::RenewHeader,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_closed_tab_holding_the_lock_does_not_block_the_others() {
+    let mut w = logged_in(2, 300.0);
+    w.server.faults.push_back(Fault::LostAfterRotate);
+    // Tab 0's refresh is lost after the server rotated; it closes mid-flight.
+    let r0 = w.call(0, |k, now, id| k.refresh(now, id));
+    w.run_for(5.0);
+    w.close_tab(0);
+    assert!(matches!(w.reply(0, r0), Some(Reply::Failed(Error::Freed))));
+    // Tab 1 gets the lock, and its refresh is refused (the token rotated
+    // on a lost answer; no grace here): the session ends cleanly.
+    let r1 = w.call(1, |k, now, id| k.refresh(now, id));
+    let reply = w.wait(1, r1, 5_000.0);
+    assert!(
+        matches!(reply, Some(Reply::Failed(Error::SessionEnded { .. }))),
+        "{reply:?}"
+    );
+    assert!(!w.tabs[1].authenticated());
+}

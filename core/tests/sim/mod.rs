@@ -1,0 +1,538 @@
+//! A world for the keeper's native tests, in simulated time (quinn-proto's
+//! test `Pair` is the model): several tabs, each a real [`Keeper`], a
+//! message bus with a delivery delay, a FIFO Web Lock, and a model token
+//! server with rotation and reuse detection. `run_until` jumps from one
+//! moment something happens to the next.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use tokenkeeper_core::config::{OptValue, Settings, UrlResolver};
+use tokenkeeper_core::keeper::{
+    Answered, CallId, Command, Env, Event, Keeper, LogoutNotice, Reply, TokenAnswer,
+};
+use tokenkeeper_core::protocol::{Message, VERSION};
+use tokenkeeper_core::token::{RawGrant, Timing};
+
+pub const T0: f64 = 1_700_000_000_000.0;
+pub const ORIGIN: &str = "https://app.example";
+
+/// The page's URLs, as a browser would resolve them.
+pub struct Urls;
+impl UrlResolver for Urls {
+    fn resolve(&self, url: &str) -> Option<String> {
+        if url.starts_with("https://") || url.starts_with("http://") {
+            Some(url.into())
+        } else if url.starts_with('/') {
+            Some(format!("{ORIGIN}{url}"))
+        } else {
+            None
+        }
+    }
+    fn origin(&self, url: &str) -> Option<String> {
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split(['/', '?', '#']).next()?;
+        Some(format!("{scheme}://{host}"))
+    }
+    fn page_origin(&self) -> String {
+        ORIGIN.into()
+    }
+}
+
+/// Settings from `(option, value)` pairs (strings and numbers).
+pub fn settings(pairs: &[(&str, OptValue)]) -> Settings {
+    let mut entries = vec![("refreshUrl".to_string(), OptValue::Str("/token".into()))];
+    for (k, v) in pairs {
+        entries.retain(|(e, _)| e != k);
+        entries.push((k.to_string(), v.clone()));
+    }
+    match Settings::from_options(&OptValue::Map(entries), &Urls) {
+        Ok(s) => s,
+        Err(e) => panic!("settings: {e}"),
+    }
+}
+
+/// A fault the token server answers the next refresh with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// This status (and OAuth error, and Retry-After seconds).
+    Status(u16, Option<&'static str>, Option<f64>),
+    /// The connection drops: no answer.
+    Drop,
+    /// The server rotates, but the answer is lost on the way.
+    LostAfterRotate,
+}
+
+/// The model token server: one family of refresh tokens, rotated on every
+/// use; presenting a used one revokes the family (RFC 9700 §4.14.2).
+#[derive(Debug, Default)]
+pub struct Server {
+    pub access_ttl_s: f64,
+    serial: u32,
+    pub refresh_current: Option<String>,
+    used: Vec<String>,
+    /// Valid access tokens and their expiry (server clock = simulated clock).
+    access: Vec<(String, f64)>,
+    pub refresh_requests: u32,
+    pub reuse_detected: u32,
+    pub api_requests: u32,
+    pub faults: VecDeque<Fault>,
+    pub revoked: bool,
+}
+
+impl Server {
+    pub fn new(access_ttl_s: f64) -> Server {
+        Server {
+            access_ttl_s,
+            ..Server::default()
+        }
+    }
+
+    /// A new pair of tokens for the family.
+    pub fn issue(&mut self, now: f64) -> RawGrant {
+        self.serial += 1;
+        let access = format!("at-{}", self.serial);
+        let refresh = format!("rt-{}", self.serial);
+        self.access
+            .push((access.clone(), now + self.access_ttl_s * 1000.0));
+        self.refresh_current = Some(refresh.clone());
+        RawGrant {
+            access_token: Some(access),
+            refresh_token: Some(refresh),
+            expires_in: Some(self.access_ttl_s),
+        }
+    }
+
+    /// The token endpoint.
+    pub fn refresh(&mut self, now: f64, token: Option<&str>) -> Option<TokenAnswer> {
+        self.refresh_requests += 1;
+        let fault = self.faults.pop_front();
+        let timing = Timing {
+            sent_at: now,
+            received_at: now,
+            server_date: None,
+        };
+        match fault {
+            Some(Fault::Drop) => return Some(TokenAnswer::no_answer()),
+            Some(Fault::Status(status, error, retry_after)) => {
+                return Some(TokenAnswer::Failure {
+                    status,
+                    oauth_error: error.map(String::from),
+                    retry_after_ms: retry_after.map(|s| s * 1000.0),
+                    malformed: None,
+                })
+            }
+            _ => {}
+        }
+        let refused = TokenAnswer::Failure {
+            status: 400,
+            oauth_error: Some("invalid_grant".into()),
+            retry_after_ms: None,
+            malformed: None,
+        };
+        let token = token?;
+        if self.revoked {
+            return Some(refused);
+        }
+        if self.refresh_current.as_deref() != Some(token) {
+            if self.used.iter().any(|u| u == token) {
+                self.reuse_detected += 1;
+                self.revoked = true;
+                self.access.clear();
+            }
+            return Some(refused);
+        }
+        self.used.push(token.into());
+        let grant = self.issue(now);
+        if fault == Some(Fault::LostAfterRotate) {
+            return Some(TokenAnswer::no_answer());
+        }
+        Some(TokenAnswer::Grant { grant, timing })
+    }
+
+    /// An API request with `access`: 200 when valid, 401 otherwise.
+    pub fn api(&mut self, now: f64, access: &str) -> u16 {
+        self.api_requests += 1;
+        match self.access.iter().find(|(a, _)| a == access) {
+            Some((_, exp)) if now < *exp => 200,
+            _ => 401,
+        }
+    }
+
+    /// Revokes one access token early (the server's own decision).
+    pub fn revoke_access(&mut self, access: &str) {
+        self.access.retain(|(a, _)| a != access);
+    }
+}
+
+/// One tab: its keeper and what it was told.
+pub struct Tab {
+    pub keeper: Keeper,
+    pub replies: Vec<(CallId, Reply)>,
+    pub events: Vec<Event>,
+    pub open: bool,
+}
+
+impl Tab {
+    pub fn events_of(&self, kind: &str) -> Vec<&Event> {
+        self.events
+            .iter()
+            .filter(|e| e.kind().as_str() == kind)
+            .collect()
+    }
+    pub fn authenticated(&self) -> bool {
+        self.keeper.session().is_authenticated()
+    }
+}
+
+enum Pending {
+    /// A message for tab `to`.
+    Message { to: usize, data: OptValue },
+    /// A refresh answer for tab `to`.
+    Answer { to: usize, answer: TokenAnswer },
+    /// A lock grant for tab `to`.
+    Grant { to: usize, contended: bool },
+}
+
+/// Tabs, bus, lock and server in one simulated clock.
+pub struct World {
+    pub now: f64,
+    pub tabs: Vec<Tab>,
+    pub server: Server,
+    /// One-way delay of the token endpoint and of the channel, in ms.
+    pub latency_ms: f64,
+    pub bus_delay_ms: f64,
+    pending: Vec<(f64, u64, Pending)>,
+    seq: u64,
+    lock_holders: VecDeque<usize>,
+    lock_queue: VecDeque<usize>,
+    next_call: u32,
+    pub locks: bool,
+    settings: Settings,
+}
+
+impl World {
+    pub fn new(settings: Settings, access_ttl_s: f64) -> World {
+        World {
+            now: T0,
+            tabs: Vec::new(),
+            server: Server::new(access_ttl_s),
+            latency_ms: 20.0,
+            bus_delay_ms: 2.0,
+            pending: Vec::new(),
+            seq: 0,
+            lock_holders: VecDeque::new(),
+            lock_queue: VecDeque::new(),
+            next_call: 1,
+            locks: true,
+            settings,
+        }
+    }
+
+    /// Opens a tab (with a channel; with Web Locks when `self.locks`).
+    pub fn open_tab(&mut self) -> usize {
+        let env = Env {
+            tabs: true,
+            locks: self.locks,
+            seed: 1000 + self.tabs.len() as u64,
+        };
+        self.tabs.push(Tab {
+            keeper: Keeper::new(self.settings.clone(), env),
+            replies: Vec::new(),
+            events: Vec::new(),
+            open: true,
+        });
+        self.tabs.len() - 1
+    }
+
+    /// A tab logs in (the server issues a family).
+    pub fn login(&mut self, tab: usize) {
+        let grant = self.server.issue(self.now);
+        let now = self.now;
+        let timing = Timing {
+            sent_at: now,
+            received_at: now,
+            server_date: None,
+        };
+        let call = self.new_call();
+        self.tabs[tab]
+            .keeper
+            .handle_login_answer(now, call, TokenAnswer::Grant { grant, timing });
+        self.drain(tab);
+        assert_eq!(self.reply(tab, call), Some(Reply::Done));
+    }
+
+    pub fn new_call(&mut self) -> CallId {
+        self.next_call += 1;
+        CallId(self.next_call)
+    }
+
+    /// Starts an app call in `tab`; its reply shows up in [`World::reply`].
+    pub fn call(&mut self, tab: usize, f: impl FnOnce(&mut Keeper, f64, CallId)) -> CallId {
+        let call = self.new_call();
+        let now = self.now;
+        f(&mut self.tabs[tab].keeper, now, call);
+        self.drain(tab);
+        call
+    }
+
+    /// The reply to `call`, once there is one.
+    pub fn reply(&self, tab: usize, call: CallId) -> Option<Reply> {
+        self.tabs[tab]
+            .replies
+            .iter()
+            .find(|(c, _)| *c == call)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Runs until `call` has its reply (or `max_ms` pass), and returns it.
+    pub fn wait(&mut self, tab: usize, call: CallId, max_ms: f64) -> Option<Reply> {
+        let deadline = self.now + max_ms;
+        while self.reply(tab, call).is_none() && self.now < deadline {
+            if !self.step(deadline) {
+                break;
+            }
+        }
+        self.reply(tab, call)
+    }
+
+    /// What an app's `keeper.fetch` to the API does: token, request, 401
+    /// handling, replay. Returns the final status the app sees.
+    pub fn api_call(&mut self, tab: usize, max_ms: f64) -> Result<u16, Reply> {
+        let url = format!("{ORIGIN}/api/me");
+        let call = self.call(tab, |k, now, id| k.fetch(now, id, &url));
+        let (generation, access) = match self.wait(tab, call, max_ms) {
+            Some(Reply::Token { generation, access }) => (generation, access),
+            Some(other) => return Err(other),
+            None => return Err(Reply::Failed(tokenkeeper_core::Error::NotAuthenticated)),
+        };
+        let status = self.server.api(self.now, &access);
+        let answered = Answered {
+            generation,
+            status,
+            renewed: None,
+            server_date: None,
+            sent_at: self.now,
+            replayable: true,
+            replayed: false,
+            url: &url,
+        };
+        let call = self.call(tab, |k, now, id| k.response(now, id, answered));
+        match self.wait(tab, call, max_ms) {
+            Some(Reply::Return) => Ok(status),
+            Some(Reply::Replay { access }) => {
+                let status = self.server.api(self.now, &access);
+                let answered = Answered {
+                    generation,
+                    status,
+                    renewed: None,
+                    server_date: None,
+                    sent_at: self.now,
+                    replayable: true,
+                    replayed: true,
+                    url: &url,
+                };
+                let call = self.call(tab, |k, now, id| k.response(now, id, answered));
+                match self.wait(tab, call, max_ms) {
+                    Some(Reply::Return) => Ok(status),
+                    other => Err(other.unwrap_or(Reply::Passthrough)),
+                }
+            }
+            other => Err(other.unwrap_or(Reply::Passthrough)),
+        }
+    }
+
+    /// A tab's logout.
+    pub fn logout(&mut self, tab: usize) -> Option<LogoutNotice> {
+        let now = self.now;
+        let notice = self.tabs[tab].keeper.logout(now);
+        self.drain(tab);
+        notice
+    }
+
+    /// Closes a tab: it frees its keeper, and the browser releases its locks.
+    pub fn close_tab(&mut self, tab: usize) {
+        self.tabs[tab].keeper.free();
+        self.drain(tab);
+        self.tabs[tab].open = false;
+        while let Some(i) = self.lock_holders.iter().position(|t| *t == tab) {
+            self.lock_holders.remove(i);
+        }
+        self.lock_queue.retain(|t| *t != tab);
+        self.grant_next();
+    }
+
+    /// Runs the world until `until`.
+    pub fn run_until(&mut self, until: f64) {
+        while self.step(until) {}
+        self.now = self.now.max(until);
+    }
+
+    /// Runs for `ms`.
+    pub fn run_for(&mut self, ms: f64) {
+        let until = self.now + ms;
+        self.run_until(until);
+    }
+
+    /// Jumps to the next moment something happens (not past `limit`) and
+    /// does it. Returns false when nothing happens before `limit`.
+    pub fn step(&mut self, limit: f64) -> bool {
+        let mut next: Option<f64> = None;
+        for t in self.tabs.iter().filter(|t| t.open) {
+            if let Some(at) = t.keeper.poll_timeout() {
+                next = Some(next.map_or(at, |n: f64| n.min(at)));
+            }
+        }
+        for (at, _, _) in &self.pending {
+            next = Some(next.map_or(*at, |n: f64| n.min(*at)));
+        }
+        let Some(at) = next.filter(|at| *at <= limit) else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        let now = self.now;
+        // Deliver what is due, in the order it was sent.
+        self.pending
+            .sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let due: Vec<_> = {
+            let split = self.pending.iter().take_while(|p| p.0 <= now).count();
+            self.pending.drain(..split).collect()
+        };
+        for (_, _, p) in due {
+            match p {
+                Pending::Message { to, data } => {
+                    if self.tabs[to].open {
+                        self.tabs[to].keeper.handle_tab_message(now, &data);
+                        self.drain(to);
+                    }
+                }
+                Pending::Answer { to, answer } => {
+                    if self.tabs[to].open {
+                        self.tabs[to].keeper.handle_refresh_answer(now, answer);
+                        self.drain(to);
+                    }
+                }
+                Pending::Grant { to, contended } => {
+                    if self.tabs[to].open {
+                        self.tabs[to].keeper.handle_lock_granted(now, contended);
+                        self.drain(to);
+                    }
+                }
+            }
+        }
+        for i in 0..self.tabs.len() {
+            if self.tabs[i].open && self.tabs[i].keeper.poll_timeout().is_some_and(|t| t <= now) {
+                self.tabs[i].keeper.handle_timeout(now);
+                self.drain(i);
+            }
+        }
+        true
+    }
+
+    fn push(&mut self, at: f64, p: Pending) {
+        self.seq += 1;
+        self.pending.push((at, self.seq, p));
+    }
+
+    /// Carries out a tab's commands, as the browser shell would.
+    pub fn drain(&mut self, tab: usize) {
+        while let Some(command) = self.tabs[tab].keeper.poll_command() {
+            match command {
+                Command::Refresh { refresh_token } => {
+                    // The server sees the request after one latency and
+                    // answers after another.
+                    let now = self.now + self.latency_ms;
+                    let answer = self.server.refresh(now, refresh_token.as_deref());
+                    let answer = answer.unwrap_or_else(TokenAnswer::no_answer);
+                    self.push(now + self.latency_ms, Pending::Answer { to: tab, answer });
+                }
+                Command::AcquireLock => {
+                    let free = self.lock_holders.is_empty();
+                    if free {
+                        self.lock_holders.push_back(tab);
+                        self.push(
+                            self.now,
+                            Pending::Grant {
+                                to: tab,
+                                contended: false,
+                            },
+                        );
+                    } else {
+                        self.lock_queue.push_back(tab);
+                    }
+                }
+                Command::ReleaseLock => {
+                    if let Some(i) = self.lock_holders.iter().position(|t| *t == tab) {
+                        self.lock_holders.remove(i);
+                    }
+                    self.grant_next();
+                }
+                Command::Post(message) => {
+                    let data = encode(&message, self.tabs[tab].keeper.tab_id());
+                    for to in 0..self.tabs.len() {
+                        if to != tab && self.tabs[to].open {
+                            let at = self.now + self.bus_delay_ms;
+                            self.push(
+                                at,
+                                Pending::Message {
+                                    to,
+                                    data: data.clone(),
+                                },
+                            );
+                        }
+                    }
+                }
+                Command::Emit(event) => self.tabs[tab].events.push(event),
+                Command::Settle { call, reply } => self.tabs[tab].replies.push((call, reply)),
+            }
+        }
+    }
+
+    fn grant_next(&mut self) {
+        if self.lock_holders.is_empty() {
+            if let Some(next) = self.lock_queue.pop_front() {
+                self.lock_holders.push_back(next);
+                self.push(
+                    self.now,
+                    Pending::Grant {
+                        to: next,
+                        contended: true,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// A message as the shell posts it (`{v, from, gen, type, …}`).
+pub fn encode(message: &Message, from: &str) -> OptValue {
+    let mut e: Vec<(String, OptValue)> = vec![
+        ("v".into(), OptValue::Num(VERSION)),
+        ("from".into(), OptValue::Str(from.into())),
+        ("gen".into(), OptValue::Num(message.gen() as f64)),
+    ];
+    let s = |v: &str| OptValue::Str(v.into());
+    match message {
+        Message::Hello { .. } => e.push(("type".into(), s("hello"))),
+        Message::Session { tokens, .. } => {
+            e.push(("type".into(), s("session")));
+            e.push(("access".into(), s(&tokens.access)));
+            if let Some(r) = &tokens.refresh {
+                e.push(("refresh".into(), s(r)));
+            }
+            if let Some(at) = tokens.expires_at {
+                e.push(("expiresAt".into(), OptValue::Num(at)));
+            }
+            e.push(("issuedAt".into(), OptValue::Num(tokens.issued_at)));
+        }
+        Message::Logout { reason, .. } => {
+            e.push(("type".into(), s("logout")));
+            e.push(("reason".into(), s(reason)));
+        }
+        Message::Backoff { until, .. } => {
+            e.push(("type".into(), s("backoff")));
+            e.push(("until".into(), OptValue::Num(*until)));
+        }
+    }
+    OptValue::Map(e)
+}
