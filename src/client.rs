@@ -1,101 +1,66 @@
-//! The exported `TokenKeeper` class: the web shell around the core session.
-//! It turns calls, timers and page events into session inputs, and session
-//! decisions into requests, timers and events.
+//! The exported `TokenKeeper` class: the browser executor around the core's
+//! [`Keeper`]. It turns calls, timers, lock grants, tab messages and page
+//! events into the keeper's inputs, and carries out the commands that come
+//! back — requests, the one timer, the lock, messages, events and the
+//! replies of waiting calls. It decides nothing about the session: every
+//! branch on session state, counter and timing constant is in the core.
 
-use crate::config::{RefreshStyle, Settings};
+use crate::config::UrlResolver;
 use crate::error::Error;
 use crate::http;
 use crate::interop::{self, Listener};
-use crate::protocol::{self, Apply, Message};
-use crate::session::{self, After401, FailureClass, Read, Session};
-use crate::tabs::Tabs;
-use crate::token;
+use crate::tabs::{self, LockGuard, Tabs};
+use alloc::collections::VecDeque;
 use alloc::rc::{Rc, Weak};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
 use gloo_timers::callback::Timeout;
 use js_sys::{Function, Object, Promise};
+use tokenkeeper_core::config::Settings;
+use tokenkeeper_core::keeper::{
+    Answered, CallId, Command, Env, Event, EventKind, Keeper, PageEvent, Reply,
+};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::{Request, RequestInit, RequestRedirect, Response, ResponseType};
 
-/// Attempts made by a refresh that a caller is waiting for, before it gives up
-/// (the session is kept and retried later by the timer).
-const ATTEMPTS_WHEN_NEEDED: u32 = 3;
-/// The longest a caller waits between two attempts.
-const MAX_WAIT_IN_CALL_MS: f64 = 30_000.0;
 /// setTimeout's delay is a signed 32-bit number of ms.
 const MAX_TIMER_MS: f64 = 2_147_483_647.0;
-/// How long a tab waits for the other tabs' answer (a new tab joining, a
-/// refused refresh asking whether another tab rotated).
-const ASK_WAIT_MS: u32 = 150;
-/// How long a tab that waited for the refresh lock waits for the holder's
-/// broadcast before refreshing itself.
-const CONTENDED_WAIT_MS: u32 = 200;
-/// How long the refresh lock is kept after the new tokens were broadcast.
-const HOLD_AFTER_BROADCAST_MS: u32 = 50;
 
-/// The events a `TokenKeeper` raises.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Event {
-    Refresh,
-    RefreshError,
-    Expired,
-    Logout,
-    Change,
-    Sync,
-}
-
-impl Event {
-    fn parse(name: &str) -> Option<Event> {
-        Some(match name {
-            "refresh" => Event::Refresh,
-            "refresh-error" => Event::RefreshError,
-            "expired" => Event::Expired,
-            "logout" => Event::Logout,
-            "change" => Event::Change,
-            "sync" => Event::Sync,
-            _ => return None,
-        })
-    }
-}
-
-/// Why a refresh is being made.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Why {
-    /// Ahead of expiry, by the timer or a page event: the token is still good.
-    Ahead,
-    /// A call found the token inside the lead window: still good, refresh first.
-    Read,
-    /// A caller needs a new token (expired, a 401, or an explicit `refresh()`).
-    Needed,
-    /// A new tab in cookie mode, with no session yet: try the cookie, quietly.
-    Join,
-}
-
-struct State {
-    session: Session,
-    /// The refresh in flight, shared by every caller (single flight).
-    refreshing: Option<Promise>,
-    /// How the last refresh failed, for every caller that shared it.
-    last_error: Option<Error>,
+/// What the executor holds besides the keeper: handles whose drop cancels.
+struct Exec {
     timer: Option<Timeout>,
-    listeners: Vec<(u32, Event, Function)>,
+    /// The moment the timer is armed for.
+    timer_at: Option<f64>,
+    listeners: Vec<(u32, EventKind, Function)>,
     next_listener: u32,
     page_listeners: Vec<Listener>,
     /// The channel to the other tabs, if the browser has one.
     tabs: Option<Rc<Tabs>>,
-    /// Resolvers of promises waiting for the session to change.
-    waiters: Vec<Function>,
-    freed: bool,
+    /// Locks held, oldest first (`None` when a request could not be granted).
+    locks: VecDeque<Option<LockGuard>>,
+    /// Calls waiting for the keeper's reply.
+    slots: Vec<(CallId, Slot)>,
+    next_call: u32,
+}
+
+#[derive(Default)]
+struct Slot {
+    reply: Option<Reply>,
+    waker: Option<Waker>,
 }
 
 struct Inner {
     id: u32,
+    /// A copy of the keeper's settings, for carrying out its requests.
     settings: Settings,
-    state: RefCell<State>,
+    keeper: RefCell<Keeper>,
+    exec: RefCell<Exec>,
 }
 
 std::thread_local! {
@@ -108,7 +73,7 @@ std::thread_local! {
     /// nothing), and one closure for all of them costs nothing per call.
     static OFF: Closure<dyn Fn(u32, u32)> = Closure::new(|keeper: u32, listener: u32| {
         if let Some(inner) = lookup(keeper) {
-            inner.state.borrow_mut().listeners.retain(|(id, _, _)| *id != listener);
+            inner.exec.borrow_mut().listeners.retain(|(id, _, _)| *id != listener);
         }
     });
 }
@@ -124,15 +89,26 @@ fn lookup(id: u32) -> Option<Rc<Inner>> {
 
 /// Runs a future as a JS promise. Boxed, so every exported async method
 /// shares one instance of the promise glue (it is large in wasm).
-fn promise(f: impl core::future::Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
-    let boxed: core::pin::Pin<
-        alloc::boxed::Box<dyn core::future::Future<Output = Result<JsValue, JsValue>>>,
-    > = alloc::boxed::Box::pin(f);
+fn promise(f: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
+    let boxed: Pin<alloc::boxed::Box<dyn Future<Output = Result<JsValue, JsValue>>>> =
+        alloc::boxed::Box::pin(f);
     future_to_promise(boxed)
 }
 
 fn js_err(e: Error) -> JsValue {
     interop::to_js_error(&e)
+}
+
+/// A reply other than the one a call expects: its error (or, never in
+/// practice, a browser error naming the mismatch).
+fn unexpected(reply: Reply) -> JsValue {
+    js_err(match reply {
+        Reply::Failed(e) => e,
+        _ => Error::Browser {
+            during: "call",
+            message: "unexpected reply".into(),
+        },
+    })
 }
 
 /// Keeps one session's tokens in memory, attaches the access token to
@@ -166,31 +142,38 @@ impl TokenKeeper {
             n.set(id.wrapping_add(1));
             id
         });
-        let inner = Rc::new(Inner {
-            id,
-            settings,
-            state: RefCell::new(State {
-                session: Session::new(),
-                refreshing: None,
-                last_error: None,
-                timer: None,
-                listeners: Vec::new(),
-                next_listener: 1,
-                page_listeners: Vec::new(),
-                tabs: None,
-                waiters: Vec::new(),
-                freed: false,
-            }),
+        let inner = Rc::new_cyclic(|weak: &Weak<Inner>| {
+            let weak = weak.clone();
+            let tabs = Tabs::open(&settings.channel, move |data| {
+                if let Some(inner) = weak.upgrade() {
+                    let data = interop::opt_value(&data);
+                    inner.input(|k, now| k.handle_tab_message(now, &data));
+                }
+            });
+            let env = Env {
+                tabs: tabs.is_some(),
+                locks: tabs.is_some() && tabs::has_locks(),
+                seed: (interop::random() * 9_007_199_254_740_992.0) as u64,
+            };
+            Inner {
+                id,
+                settings: settings.clone(),
+                keeper: RefCell::new(Keeper::new(settings, env)),
+                exec: RefCell::new(Exec {
+                    timer: None,
+                    timer_at: None,
+                    listeners: Vec::new(),
+                    next_listener: 1,
+                    page_listeners: Vec::new(),
+                    tabs: tabs.map(Rc::new),
+                    locks: VecDeque::new(),
+                    slots: Vec::new(),
+                    next_call: 1,
+                }),
+            }
         });
         REGISTRY.with(|r| r.borrow_mut().push((id, Rc::downgrade(&inner))));
         listen_to_page(&inner);
-        let weak = Rc::downgrade(&inner);
-        let tabs = Tabs::open(&inner.settings.channel, move |data| {
-            if let Some(inner) = weak.upgrade() {
-                inner.on_tab_message(&data);
-            }
-        });
-        inner.state.borrow_mut().tabs = tabs.map(Rc::new);
         Ok(TokenKeeper { inner })
     }
 
@@ -203,20 +186,10 @@ impl TokenKeeper {
     pub fn ready(&self) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            inner.alive().map_err(js_err)?;
-            let authenticated = |inner: &Inner| inner.state.borrow().session.is_authenticated();
-            if !authenticated(&inner) && inner.state.borrow().tabs.is_some() {
-                let started = inner.state.borrow().session.generation();
-                inner.post(&Message::Hello { gen: started });
-                let deadline = interop::now() + f64::from(ASK_WAIT_MS);
-                while !authenticated(&inner) && interop::now() < deadline {
-                    inner.wait_for_change(deadline - interop::now()).await;
-                }
+            match inner.call(|k, now, id| k.ready(now, id)).await {
+                Reply::Ready(authenticated) => Ok(JsValue::from_bool(authenticated)),
+                other => Err(unexpected(other)),
             }
-            if !authenticated(&inner) && inner.settings.refresh_style == RefreshStyle::Cookie {
-                let _ = inner.refresh_joined(Why::Join).await;
-            }
-            Ok(JsValue::from_bool(authenticated(&inner)))
         })
     }
 
@@ -232,7 +205,8 @@ impl TokenKeeper {
     ) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let url = crate::config::UrlResolver::resolve(&interop::BrowserUrls::new(), &url)
+            let url = interop::BrowserUrls::new()
+                .resolve(&url)
                 .ok_or(Error::InvalidArgument {
                     argument: "url",
                     reason: "is not a valid URL",
@@ -247,13 +221,14 @@ impl TokenKeeper {
                     reason: "must be an object that JSON can encode",
                 })
                 .map_err(js_err)?;
-            let answer = http::login(&inner.settings, &url, &body)
+            let answer = http::login(&inner.settings, &url, &body).await;
+            match inner
+                .call(|k, now, id| k.handle_login_answer(now, id, answer))
                 .await
-                .map_err(js_err)?;
-            inner.alive().map_err(js_err)?;
-            let tokens = token::accept_grant(answer.grant, answer.timing, None).map_err(js_err)?;
-            inner.adopt(tokens, None, "login");
-            Ok(JsValue::UNDEFINED)
+            {
+                Reply::Done => Ok(JsValue::UNDEFINED),
+                other => Err(unexpected(other)),
+            }
         })
     }
 
@@ -266,23 +241,20 @@ impl TokenKeeper {
         &self,
         #[wasm_bindgen(unchecked_param_type = "TokenResponse")] tokens: JsValue,
     ) -> Result<(), JsValue> {
-        self.inner.alive().map_err(js_err)?;
         if !tokens.is_object() {
             return Err(js_err(Error::InvalidArgument {
                 argument: "tokens",
                 reason: "must be an object",
             }));
         }
-        let now = interop::now();
-        let timing = token::Timing {
-            sent_at: now,
-            received_at: now,
-            server_date: None,
-        };
         let grant = http::read_grant(&tokens, &self.inner.settings.fields);
-        let tokens = token::accept_grant(grant, timing, None).map_err(js_err)?;
-        self.inner.adopt(tokens, None, "set-tokens");
-        Ok(())
+        let result = self
+            .inner
+            .keeper
+            .borrow_mut()
+            .set_tokens(interop::now(), grant);
+        self.inner.drive();
+        result.map_err(js_err)
     }
 
     /// Same contract as `window.fetch`. For an allowed origin, attaches the
@@ -306,8 +278,10 @@ impl TokenKeeper {
     pub fn get_access_token(&self) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let (_, access) = inner.valid_token().await.map_err(js_err)?;
-            Ok(JsValue::from_str(&access))
+            match inner.call(|k, now, id| k.need_token(now, id)).await {
+                Reply::Token { access, .. } => Ok(JsValue::from_str(&access)),
+                other => Err(unexpected(other)),
+            }
         })
     }
 
@@ -317,9 +291,10 @@ impl TokenKeeper {
     pub fn refresh(&self) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            inner.alive().map_err(js_err)?;
-            inner.refresh_joined(Why::Needed).await.map_err(js_err)?;
-            Ok(JsValue::UNDEFINED)
+            match inner.call(|k, now, id| k.refresh(now, id)).await {
+                Reply::Done => Ok(JsValue::UNDEFINED),
+                other => Err(unexpected(other)),
+            }
         })
     }
 
@@ -334,17 +309,17 @@ impl TokenKeeper {
         #[wasm_bindgen(unchecked_param_type = "TokenKeeperEvent")] event: &str,
         #[wasm_bindgen(unchecked_param_type = "(detail: any) => void")] callback: Function,
     ) -> Result<Function, JsValue> {
-        let kind = Event::parse(event).ok_or_else(|| {
+        let kind = EventKind::parse(event).ok_or_else(|| {
             js_err(Error::InvalidArgument {
                 argument: "event",
                 reason: "must be one of refresh, refresh-error, expired, logout, change, sync",
             })
         })?;
-        let mut st = self.inner.state.borrow_mut();
-        let id = st.next_listener;
-        st.next_listener = id.wrapping_add(1);
-        st.listeners.push((id, kind, callback));
-        drop(st);
+        let mut exec = self.inner.exec.borrow_mut();
+        let id = exec.next_listener;
+        exec.next_listener = id.wrapping_add(1);
+        exec.listeners.push((id, kind, callback));
+        drop(exec);
         let keeper = self.inner.id;
         let off: JsValue = OFF.with(|off| {
             let f: &Function = off.as_ref().unchecked_ref();
@@ -356,28 +331,27 @@ impl TokenKeeper {
     /// Whether there is a session.
     #[wasm_bindgen(getter, js_name = isAuthenticated)]
     pub fn is_authenticated(&self) -> bool {
-        self.inner.state.borrow().session.is_authenticated()
+        self.inner.keeper.borrow().session().is_authenticated()
     }
 
     /// When the access token expires, in ms since the epoch (local clock,
     /// corrected for the server's clock skew), or `undefined` when unknown.
     #[wasm_bindgen(getter, js_name = expiresAt)]
     pub fn expires_at(&self) -> Option<f64> {
-        self.inner.state.borrow().session.expires_at()
+        self.inner.keeper.borrow().session().expires_at()
     }
 
     /// When the next silent refresh is planned, in ms since the epoch, or
     /// `undefined` when none is (no session, or no known expiry).
     #[wasm_bindgen(getter, js_name = refreshAt)]
     pub fn refresh_at(&self) -> Option<f64> {
-        let st = self.inner.state.borrow();
-        st.session.refresh_at(self.inner.settings.refresh_lead_ms)
+        self.inner.keeper.borrow().refresh_at()
     }
 
     /// The generation of the current tokens: it grows with every change.
     #[wasm_bindgen(getter)]
     pub fn generation(&self) -> f64 {
-        self.inner.state.borrow().session.generation() as f64
+        self.inner.keeper.borrow().session().generation() as f64
     }
 
     /// Ends the session: clears the tokens from memory, raises `logout`
@@ -386,13 +360,11 @@ impl TokenKeeper {
     pub fn logout(&self) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let tokens = inner.state.borrow().session.tokens().cloned();
-            inner.end_session("local");
-            if let (Some(url), Some(tokens)) = (&inner.settings.logout_url, tokens) {
-                let access = interop::origin_of(url)
-                    .filter(|o| inner.settings.is_allowed_origin(o))
-                    .map(|_| tokens.access.as_str());
-                http::logout(&inner.settings, url, access, tokens.refresh.as_deref()).await;
+            let notice = inner.keeper.borrow_mut().logout(interop::now());
+            inner.drive();
+            if let Some(n) = notice {
+                let (access, refresh) = (n.access.as_deref(), n.refresh.as_deref());
+                http::logout(&inner.settings, &n.url, access, refresh).await;
             }
             Ok(JsValue::UNDEFINED)
         })
@@ -412,628 +384,210 @@ impl Drop for TokenKeeper {
 fn listen_to_page(inner: &Rc<Inner>) {
     let mut listeners = Vec::new();
     let targets = [
-        (interop::document_target(), "visibilitychange"),
-        (interop::global_target(), "pageshow"),
-        (interop::global_target(), "online"),
-        (interop::global_target(), "focus"),
+        (
+            interop::document_target(),
+            "visibilitychange",
+            PageEvent::Visibility,
+        ),
+        (interop::global_target(), "pageshow", PageEvent::PageShow),
+        (interop::global_target(), "online", PageEvent::Online),
+        (interop::global_target(), "focus", PageEvent::Focus),
     ];
-    for (target, kind) in targets {
+    for (target, kind, event) in targets {
         let Some(target) = target else { continue };
         let weak = Rc::downgrade(inner);
         let listener = Listener::new(&target, kind, move |_| {
             if let Some(inner) = weak.upgrade() {
-                if kind == "online" {
-                    inner
-                        .state
-                        .borrow_mut()
-                        .session
-                        .network_back(interop::now());
-                }
-                if interop::is_visible() {
-                    if kind == "pageshow" || kind == "visibilitychange" {
-                        // Back from the bfcache or a frozen background: messages
-                        // may have been missed. Anything newer is answered.
-                        let gen = inner.state.borrow().session.generation();
-                        inner.post(&Message::Hello { gen });
-                    }
-                    inner.tick();
-                }
+                let visible = interop::is_visible();
+                inner.input(|k, now| k.handle_page(now, event, visible));
             }
         });
         listeners.extend(listener);
     }
-    inner.state.borrow_mut().page_listeners = listeners;
+    inner.exec.borrow_mut().page_listeners = listeners;
+}
+
+/// A call waiting for the keeper's [`Reply`].
+struct Call {
+    inner: Rc<Inner>,
+    id: CallId,
+}
+
+impl Future for Call {
+    type Output = Reply;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        let mut exec = self.inner.exec.borrow_mut();
+        let Some(i) = exec.slots.iter().position(|(id, _)| *id == self.id) else {
+            return Poll::Ready(Reply::Failed(Error::Freed));
+        };
+        let ready = exec
+            .slots
+            .get_mut(i)
+            .and_then(|(_, slot)| match slot.reply.take() {
+                Some(reply) => Some(reply),
+                None => {
+                    slot.waker = Some(cx.waker().clone());
+                    None
+                }
+            });
+        match ready {
+            Some(reply) => {
+                exec.slots.swap_remove(i);
+                Poll::Ready(reply)
+            }
+            None => Poll::Pending,
+        }
+    }
 }
 
 impl Inner {
-    fn alive(&self) -> Result<(), Error> {
-        if self.state.borrow().freed {
-            Err(Error::Freed)
-        } else {
-            Ok(())
-        }
+    /// Feeds an input to the keeper and carries out what comes of it.
+    fn input(self: &Rc<Self>, f: impl FnOnce(&mut Keeper, f64)) {
+        f(&mut self.keeper.borrow_mut(), interop::now());
+        self.drive();
     }
 
-    fn shutdown(&self) {
-        let mut st = self.state.borrow_mut();
-        st.freed = true;
-        st.timer = None;
-        st.page_listeners.clear();
-        st.tabs = None;
-        st.listeners.clear();
-        st.session.clear();
-        st.refreshing = None;
-        drop(st);
-        self.notify_change();
-        let id = self.id;
-        REGISTRY.with(|r| r.borrow_mut().retain(|(i, _)| *i != id));
-    }
-
-    /// Calls the listeners of `event` with `detail`, outside any borrow (a
-    /// listener may call back into the keeper).
-    fn emit(&self, event: Event, detail: &Object) {
-        let targets: Vec<Function> = self
-            .state
-            .borrow()
-            .listeners
-            .iter()
-            .filter(|(_, e, _)| *e == event)
-            .map(|(_, _, f)| f.clone())
-            .collect();
-        for f in targets {
-            interop::call_listener(&f, detail);
-        }
-    }
-
-    fn emit_change(&self) {
-        let st = self.state.borrow();
-        let detail = Object::new();
-        interop::set(
-            &detail,
-            "isAuthenticated",
-            &st.session.is_authenticated().into(),
-        );
-        interop::set(&detail, "expiresAt", &opt_num(st.session.expires_at()));
-        interop::set(
-            &detail,
-            "generation",
-            &(st.session.generation() as f64).into(),
-        );
-        drop(st);
-        self.emit(Event::Change, &detail);
-    }
-
-    /// Puts new tokens in place, plans the next refresh, raises events.
-    fn adopt(
-        self: &Rc<Self>,
-        tokens: token::TokenSet,
-        generation: Option<u64>,
-        source: &str,
-    ) -> u64 {
-        let expires_at = tokens.expires_at;
-        let message = (source != "tab").then(|| tokens.clone());
-        let generation =
-            self.state
-                .borrow_mut()
-                .session
-                .adopt(tokens, generation, interop::random());
-        if let Some(tokens) = message {
-            self.post(&Message::Session {
-                gen: generation,
-                tokens,
-            });
-        }
-        self.schedule();
-        if source != "login" && source != "set-tokens" {
-            let detail = Object::new();
-            interop::set(&detail, "source", &JsValue::from_str(source));
-            interop::set(&detail, "expiresAt", &opt_num(expires_at));
-            interop::set(&detail, "generation", &(generation as f64).into());
-            self.emit(Event::Refresh, &detail);
-        }
-        self.emit_change();
-        generation
-    }
-
-    /// Ends the session (if there is one) and says why; tells the other
-    /// tabs unless it ended in another tab.
-    fn end_session(&self, reason: &str) {
-        let (had, generation) = {
-            let mut st = self.state.borrow_mut();
-            st.timer = None;
-            let had = st.session.clear();
-            (had, st.session.generation())
+    /// Starts an app call and waits for its reply.
+    fn call(self: &Rc<Self>, f: impl FnOnce(&mut Keeper, f64, CallId)) -> Call {
+        let id = {
+            let mut exec = self.exec.borrow_mut();
+            let id = CallId(exec.next_call);
+            exec.next_call = exec.next_call.wrapping_add(1);
+            exec.slots.push((id, Slot::default()));
+            id
         };
-        if reason != "remote" {
-            self.post(&Message::Logout {
-                gen: generation,
-                reason: reason.into(),
-            });
-        }
-        if had {
-            let detail = Object::new();
-            interop::set(&detail, "reason", &JsValue::from_str(reason));
-            self.emit(Event::Logout, &detail);
-            self.emit_change();
+        self.input(|k, now| f(k, now, id));
+        Call {
+            inner: self.clone(),
+            id,
         }
     }
 
-    /// (Re)arms the one refresh timer for the planned moment. The timer is a
-    /// hint: when it fires, the wall clock is checked again.
-    fn schedule(self: &Rc<Self>) {
-        let mut st = self.state.borrow_mut();
-        if st.freed {
+    /// Carries out the keeper's commands, then arms the timer for its next
+    /// moment. Re-entrant: a listener may call back into the keeper.
+    fn drive(self: &Rc<Self>) {
+        loop {
+            let command = self.keeper.borrow_mut().poll_command();
+            let Some(command) = command else { break };
+            self.execute(command);
+        }
+        self.arm_timer();
+    }
+
+    fn execute(self: &Rc<Self>, command: Command) {
+        match command {
+            Command::Refresh { refresh_token } => {
+                let weak = Rc::downgrade(self);
+                let settings = self.settings.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let answer = http::refresh(&settings, refresh_token.as_deref()).await;
+                    if let Some(inner) = weak.upgrade() {
+                        inner.input(|k, now| k.handle_refresh_answer(now, answer));
+                    }
+                });
+            }
+            Command::AcquireLock => {
+                let Some(tabs) = self.exec.borrow().tabs.clone() else {
+                    return self.input(|k, now| k.handle_lock_granted(now, true));
+                };
+                let weak = Rc::downgrade(self);
+                wasm_bindgen_futures::spawn_local(async move {
+                    let (guard, contended) = tabs.lock().await;
+                    if let Some(inner) = weak.upgrade() {
+                        inner.exec.borrow_mut().locks.push_back(guard);
+                        inner.input(|k, now| k.handle_lock_granted(now, contended));
+                    }
+                });
+            }
+            Command::ReleaseLock => {
+                let guard = self.exec.borrow_mut().locks.pop_front();
+                drop(guard);
+            }
+            Command::Post(message) => {
+                let tabs = self.exec.borrow().tabs.clone();
+                if let Some(tabs) = tabs {
+                    tabs.post(&message, self.keeper.borrow().tab_id());
+                }
+            }
+            Command::Emit(event) => self.emit(&event),
+            Command::Settle { call, reply } => {
+                let waker = {
+                    let mut exec = self.exec.borrow_mut();
+                    exec.slots
+                        .iter_mut()
+                        .find(|(id, _)| *id == call)
+                        .and_then(|(_, slot)| {
+                            slot.reply = Some(reply);
+                            slot.waker.take()
+                        })
+                };
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    /// (Re)arms the one timer for the keeper's next moment. The timer is a
+    /// hint: when it fires, the keeper checks the wall clock again.
+    fn arm_timer(self: &Rc<Self>) {
+        let at = self.keeper.borrow().poll_timeout();
+        let mut exec = self.exec.borrow_mut();
+        if at == exec.timer_at && (at.is_none() || exec.timer.is_some()) {
             return;
         }
-        let Some(at) = st.session.refresh_at(self.settings.refresh_lead_ms) else {
-            st.timer = None;
+        exec.timer_at = at;
+        let Some(at) = at else {
+            exec.timer = None;
             return;
         };
-        let delay = (at - interop::now()).clamp(0.0, MAX_TIMER_MS);
+        let delay = (at - interop::now()).ceil().clamp(0.0, MAX_TIMER_MS);
         let weak = Rc::downgrade(self);
-        st.timer = Some(Timeout::new(delay as u32, move || {
+        exec.timer = Some(Timeout::new(delay as u32, move || {
             if let Some(inner) = weak.upgrade() {
-                inner.tick();
+                {
+                    let mut exec = inner.exec.borrow_mut();
+                    exec.timer = None;
+                    exec.timer_at = None;
+                }
+                inner.input(|k, now| k.handle_timeout(now));
             }
         }));
     }
 
-    /// A re-check: refresh ahead if the planned moment has passed, else re-arm.
-    fn tick(self: &Rc<Self>) {
-        let due = {
-            let st = self.state.borrow();
-            if st.freed || st.refreshing.is_some() {
-                return;
-            }
-            st.session
-                .refresh_at(self.settings.refresh_lead_ms)
-                .is_some_and(|at| interop::now() >= at)
-        };
-        if due {
-            // Nobody awaits a refresh ahead of time: await it here, so a
-            // failure (reported through events) is not an unhandled rejection.
-            let refresh = JsFuture::from(self.refresh_shared(Why::Ahead));
-            wasm_bindgen_futures::spawn_local(async move {
-                let _ = refresh.await;
-            });
-        } else {
-            self.schedule();
-        }
+    fn shutdown(self: &Rc<Self>) {
+        self.keeper.borrow_mut().free();
+        self.drive();
+        let mut exec = self.exec.borrow_mut();
+        exec.timer = None;
+        exec.timer_at = None;
+        exec.page_listeners.clear();
+        exec.tabs = None;
+        exec.listeners.clear();
+        exec.locks.clear();
+        drop(exec);
+        let id = self.id;
+        REGISTRY.with(|r| r.borrow_mut().retain(|(i, _)| *i != id));
     }
 
-    /// The refresh in flight, or a new one: every caller shares one.
-    fn refresh_shared(self: &Rc<Self>, why: Why) -> Promise {
-        if let Some(p) = self.state.borrow().refreshing.clone() {
-            return p;
-        }
-        let inner = self.clone();
-        let started = self.state.borrow().session.generation();
-        let promise = promise(async move {
-            let result = inner.clone().refresh_across_tabs(why, started).await;
-            let mut st = inner.state.borrow_mut();
-            st.refreshing = None;
-            match result {
-                Ok(g) => Ok(JsValue::from_f64(g as f64)),
-                Err(e) => {
-                    let js = interop::to_js_error(&e);
-                    st.last_error = Some(e);
-                    Err(js)
-                }
-            }
-        });
-        self.state.borrow_mut().refreshing = Some(promise.clone());
-        promise
-    }
-
-    /// Joins the shared refresh and waits for it.
-    async fn refresh_joined(self: &Rc<Self>, why: Why) -> Result<u64, Error> {
-        let promise = self.refresh_shared(why);
-        match JsFuture::from(promise).await {
-            Ok(g) => Ok(g.as_f64().unwrap_or(0.0) as u64),
-            Err(e) => Err(self
-                .state
-                .borrow()
-                .last_error
-                .clone()
-                .unwrap_or(Error::Browser {
-                    during: "refresh",
-                    message: interop::js_message(&e),
-                })),
-        }
-    }
-
-    /// One refresh across every tab: under the tabs' shared lock, and only if
-    /// no other tab has already rotated the tokens since `started` (the
-    /// generation when the refresh was asked for). The new tokens are
-    /// broadcast before the lock is released.
-    async fn refresh_across_tabs(self: Rc<Self>, why: Why, started: u64) -> Result<u64, Error> {
-        let tabs = self.state.borrow().tabs.clone();
-        let Some(tabs) = tabs else {
-            return self.run_refresh(why).await;
-        };
-        let (guard, contended) = tabs.lock().await;
-        self.alive()?;
-        if contended {
-            // Another tab held the lock: it broadcasts before it releases, but
-            // its message may land a moment after our grant. Give it that moment.
-            self.wait_for_newer(started, CONTENDED_WAIT_MS).await;
-        }
-        if self.state.borrow().session.generation() != started {
-            return self
-                .current()
-                .map(|(g, _)| g)
-                .ok_or(Error::NotAuthenticated);
-        }
-        let result = self.clone().run_refresh(why).await;
-        // The new tokens were broadcast; keep the lock a moment longer so the
-        // message reaches every tab before another one can take the lock
-        // (message delivery and lock grants are not ordered between tabs).
-        // Callers get the result now; only the lock waits.
-        wasm_bindgen_futures::spawn_local(async move {
-            gloo_timers::future::TimeoutFuture::new(HOLD_AFTER_BROADCAST_MS).await;
-            drop(guard);
-        });
-        result
-    }
-
-    /// Waits up to `ms` for the generation to move past `started`.
-    async fn wait_for_newer(&self, started: u64, ms: u32) {
-        let deadline = interop::now() + f64::from(ms);
-        while self.state.borrow().session.generation() == started && interop::now() < deadline {
-            self.wait_for_change(deadline - interop::now()).await;
-        }
-    }
-
-    /// Waits until the session changes (a message from another tab was
-    /// applied) or `ms` pass, whichever comes first. Event-driven: a joining
-    /// tab is ready as soon as the answer arrives.
-    async fn wait_for_change(&self, ms: f64) {
-        let mut resolve: Option<Function> = None;
-        let changed = Promise::new(&mut |r, _| resolve = Some(r));
-        let Some(resolve) = resolve else { return };
-        self.state.borrow_mut().waiters.push(resolve.clone());
-        let ms = ms.clamp(0.0, MAX_TIMER_MS) as u32;
-        let _timeout = Timeout::new(ms, move || {
-            let _ = resolve.call0(&JsValue::NULL);
-        });
-        let _ = JsFuture::from(changed).await;
-    }
-
-    /// Wakes everything waiting in [`Inner::wait_for_change`].
-    fn notify_change(&self) {
-        let waiters = core::mem::take(&mut self.state.borrow_mut().waiters);
-        for resolve in waiters {
-            let _ = resolve.call0(&JsValue::NULL);
-        }
-    }
-
-    /// Posts a message to the other tabs, if there are any.
-    fn post(&self, message: &Message) {
-        if let Some(tabs) = &self.state.borrow().tabs {
-            tabs.post(message);
-        }
-    }
-
-    /// A message from another tab: adopt newer tokens, end the session when it
-    /// ended elsewhere, answer a new tab. Anything malformed, own, older or of
-    /// another version is ignored.
-    fn on_tab_message(self: &Rc<Self>, data: &JsValue) {
-        let own_id = match &self.state.borrow().tabs {
-            Some(t) => t.id.clone(),
-            None => return,
-        };
-        let Ok(envelope) = protocol::decode(&interop::opt_value(data), &own_id) else {
-            return;
-        };
-        let (generation, authenticated) = {
-            let st = self.state.borrow();
-            if st.freed {
-                return;
-            }
-            (st.session.generation(), st.session.is_authenticated())
-        };
-        let kind = match (
-            protocol::apply(&envelope.message, generation, authenticated),
-            envelope.message,
-        ) {
-            (Apply::Ignore, _) => return,
-            (Apply::Adopt, Message::Session { gen, tokens }) => {
-                self.adopt(tokens, Some(gen), "tab");
-                "adopted"
-            }
-            (Apply::EndSession, Message::Logout { gen, .. }) => {
-                self.end_session("remote");
-                self.state.borrow_mut().session.advance_to(gen);
-                "logout"
-            }
-            (Apply::Defer, Message::Backoff { until, .. }) => {
-                self.state.borrow_mut().session.defer_until(until);
-                self.schedule();
-                "backoff"
-            }
-            (Apply::Advance, m) => {
-                self.state.borrow_mut().session.advance_to(m.gen());
-                "advanced"
-            }
-            (Apply::Answer, _) => {
-                let answer = {
-                    let st = self.state.borrow();
-                    match st.session.tokens() {
-                        Some(tokens) => Message::Session {
-                            gen: st.session.generation(),
-                            tokens: tokens.clone(),
-                        },
-                        None => Message::Logout {
-                            gen: st.session.generation(),
-                            reason: "local".into(),
-                        },
-                    }
-                };
-                self.post(&answer);
-                "answered"
-            }
-            _ => return,
-        };
-        self.notify_change();
-        let detail = Object::new();
-        interop::set(&detail, "type", &JsValue::from_str(kind));
-        interop::set(&detail, "from", &JsValue::from_str(&envelope.from));
-        interop::set(
-            &detail,
-            "generation",
-            &(self.state.borrow().session.generation() as f64).into(),
-        );
-        self.emit(Event::Sync, &detail);
-    }
-
-    /// Asks the other tabs for anything newer than our generation and waits
-    /// up to `ms` for it. Returns whether something newer arrived.
-    async fn ask_tabs(&self, ms: u32) -> bool {
-        if self.state.borrow().tabs.is_none() {
-            return false;
-        }
-        let started = self.state.borrow().session.generation();
-        self.post(&Message::Hello { gen: started });
-        self.wait_for_newer(started, ms).await;
-        self.state.borrow().session.generation() != started
-    }
-
-    /// One refresh, with retries while a caller is waiting for it.
-    async fn run_refresh(self: Rc<Self>, why: Why) -> Result<u64, Error> {
-        let mut attempts = 0u32;
-        let mut deferrals = 0u32;
-        loop {
-            let now = interop::now();
-            let mut defer_ms = None;
-            let refresh_token = {
-                let mut st = self.state.borrow_mut();
-                if st.freed {
-                    return Err(Error::Freed);
-                }
-                if !st.session.is_authenticated() && why != Why::Join {
-                    return Err(Error::NotAuthenticated);
-                }
-                match st.session.begin_refresh(now) {
-                    Ok(()) => {}
-                    // A caller that needs a token waits out a short backoff
-                    // (a Retry-After, maybe from another tab) and then tries.
-                    Err(Error::RefreshThrottled { retry_in_ms })
-                        if why == Why::Needed
-                            && deferrals < ATTEMPTS_WHEN_NEEDED
-                            && retry_in_ms <= MAX_WAIT_IN_CALL_MS =>
-                    {
-                        defer_ms = Some(retry_in_ms);
-                    }
-                    // Backing off or braking: a still-valid token is used as it is.
-                    Err(e) => {
-                        return if why != Why::Needed || !st.session.is_expired(now) && attempts > 0
-                        {
-                            Ok(st.session.generation())
-                        } else {
-                            Err(e)
-                        };
-                    }
-                }
-                (st.session.refresh_token(), st.session.generation())
-            };
-            if let Some(ms) = defer_ms {
-                deferrals += 1;
-                let ms = (ms.ceil() + 1.0).clamp(0.0, MAX_TIMER_MS);
-                gloo_timers::future::TimeoutFuture::new(ms as u32).await;
-                self.alive()?;
-                if self.state.borrow().session.generation() != refresh_token.1 {
-                    // Another tab refreshed meanwhile.
-                    return self
-                        .current()
-                        .map(|(g, _)| g)
-                        .ok_or(Error::NotAuthenticated);
-                }
-                continue;
-            }
-            let (refresh_token, started) = refresh_token;
-            attempts += 1;
-            let result = http::refresh(&self.settings, refresh_token.as_deref()).await;
-            self.alive()?;
-            // A logout (or newer tokens) while the request was out wins over its answer.
-            if self.state.borrow().session.generation() != started {
-                return self
-                    .current()
-                    .map(|(g, _)| g)
-                    .ok_or(Error::NotAuthenticated);
-            }
-            let (status, oauth_error, retry_after, malformed) = match result {
-                Ok(answer) => match token::accept_grant(answer.grant, answer.timing, refresh_token)
-                {
-                    Ok(tokens) => return Ok(self.adopt(tokens, None, source_name(why))),
-                    Err(Error::InvalidTokenResponse { reason }) => (200, None, None, Some(reason)),
-                    Err(e) => return Err(e),
-                },
-                Err(f) => (f.status, f.oauth_error, f.retry_after_ms, f.malformed),
-            };
-            let class = match malformed {
-                // A malformed answer never wipes the session: treated as passing.
-                Some(_) => FailureClass::Transient,
-                None => session::classify(status, oauth_error.as_deref()),
-            };
-            if class == FailureClass::Fatal && why == Why::Join {
-                // No session to end: the cookie simply holds none.
-                return Err(Error::SessionEnded {
-                    status,
-                    oauth_error,
-                });
-            }
-            if class == FailureClass::Fatal {
-                // Refused: perhaps another tab rotated the token (or a response
-                // was lost). Ask the other tabs for newer tokens before giving up.
-                if self.ask_tabs(ASK_WAIT_MS).await
-                    && self.state.borrow().session.is_authenticated()
-                {
-                    return self
-                        .current()
-                        .map(|(g, _)| g)
-                        .ok_or(Error::NotAuthenticated);
-                }
-                let err = Error::SessionEnded {
-                    status,
-                    oauth_error,
-                };
-                self.emit_refresh_error(&err, false, None);
-                self.end_session("refresh-failed");
-                return Err(err);
-            }
-            let now = interop::now();
-            let (wait, expired, generation) = {
-                let mut st = self.state.borrow_mut();
-                let wait = st
-                    .session
-                    .transient_failure(now, retry_after, interop::random());
-                (wait, st.session.is_expired(now), st.session.generation())
-            };
-            // The other tabs hold the same refresh token: they wait too.
-            if why != Why::Join {
-                self.post(&Message::Backoff {
-                    gen: generation,
-                    until: now + wait,
-                });
-            }
-            self.schedule();
-            let err = match malformed {
-                Some(reason) => Error::InvalidTokenResponse { reason },
-                None => Error::RefreshUnavailable {
-                    status,
-                    oauth_error,
-                    retry_in_ms: wait,
-                },
-            };
-            if why == Why::Join {
-                return Err(err);
-            }
-            // A malformed 2xx answer is not retried at once: the server may
-            // have rotated the refresh token already, and a retry with the old
-            // one would look like reuse.
-            let retry_here = malformed.is_none()
-                && why == Why::Needed
-                && attempts < ATTEMPTS_WHEN_NEEDED
-                && wait <= MAX_WAIT_IN_CALL_MS;
-            self.emit_refresh_error(&err, true, Some(wait));
-            if !retry_here {
-                return if why != Why::Needed && !expired {
-                    Ok(self.state.borrow().session.generation())
-                } else {
-                    Err(err)
-                };
-            }
-            // Round up: the backoff moment must have passed when the loop re-checks it.
-            let ms = (wait.ceil() + 1.0).clamp(0.0, MAX_TIMER_MS);
-            gloo_timers::future::TimeoutFuture::new(ms as u32).await;
-            self.alive()?;
-        }
-    }
-
-    fn emit_refresh_error(&self, err: &Error, retrying: bool, retry_in_ms: Option<f64>) {
-        let detail = Object::new();
-        interop::set(&detail, "code", &JsValue::from_str(err.code()));
-        interop::set(&detail, "message", &JsValue::from_str(&err.message()));
-        interop::set(&detail, "retrying", &retrying.into());
-        interop::set(&detail, "fatal", &(!retrying).into());
-        if let Some(status) = err.status() {
-            interop::set(&detail, "status", &status.into());
-        }
-        if let Some(e) = err.oauth_error() {
-            interop::set(&detail, "error", &JsValue::from_str(e));
-        }
-        interop::set(&detail, "retryInMs", &opt_num(retry_in_ms.map(f64::round)));
-        self.emit(Event::RefreshError, &detail);
-    }
-
-    /// A token fit to use now: the current one, or a fresh one after a refresh.
-    async fn valid_token(self: &Rc<Self>) -> Result<(u64, String), Error> {
-        self.alive()?;
-        let read = self
-            .state
+    /// Calls the listeners of `event` with its detail, outside any borrow (a
+    /// listener may call back into the keeper).
+    fn emit(&self, event: &Event) {
+        let kind = event.kind();
+        let targets: Vec<Function> = self
+            .exec
             .borrow()
-            .session
-            .read(interop::now(), self.settings.refresh_lead_ms);
-        match read {
-            Read::NoSession => return Err(Error::NotAuthenticated),
-            Read::Fresh { .. } => {}
-            Read::RefreshFirst => {
-                // Inside the lead window the token still works: a refresh that
-                // fails for now must not hold the call back.
-                let why = if self.state.borrow().session.is_expired(interop::now()) {
-                    Why::Needed
-                } else {
-                    Why::Read
-                };
-                self.refresh_joined(why).await?;
-            }
-        }
-        self.current().ok_or(Error::NotAuthenticated)
-    }
-
-    fn current(&self) -> Option<(u64, String)> {
-        let st = self.state.borrow();
-        let tokens = st.session.tokens()?;
-        Some((st.session.generation(), tokens.access.clone()))
-    }
-
-    /// Adopts a renewed access token a server handed back in `renewHeader`.
-    fn adopt_renewal(self: &Rc<Self>, response: &Response, sent_at: f64) {
-        let Some(name) = &self.settings.renew_header else {
-            return;
-        };
-        let Some(access) = response.headers().get(name).ok().flatten() else {
-            return;
-        };
-        let previous = self.state.borrow().session.refresh_token();
-        let now = interop::now();
-        let server_date = response
-            .headers()
-            .get("Date")
-            .ok()
-            .flatten()
-            .and_then(|d| interop::parse_http_date(&d));
-        let grant = token::RawGrant {
-            access_token: Some(access),
-            refresh_token: None,
-            expires_in: None,
-        };
-        let timing = token::Timing {
-            sent_at,
-            received_at: now,
-            server_date,
-        };
-        let same = self
-            .state
-            .borrow()
-            .session
-            .tokens()
-            .is_some_and(|t| grant.access_token.as_deref() == Some(t.access.as_str()));
-        if same || !self.state.borrow().session.is_authenticated() {
+            .listeners
+            .iter()
+            .filter(|(_, k, _)| *k == kind)
+            .map(|(_, _, f)| f.clone())
+            .collect();
+        if targets.is_empty() {
             return;
         }
-        if let Ok(tokens) = token::accept_grant(grant, timing, previous) {
-            self.adopt(tokens, None, "renew-header");
+        let detail = detail(event);
+        for f in targets {
+            interop::call_listener(&f, &detail);
         }
     }
 
@@ -1060,56 +614,72 @@ impl Inner {
                 Request::new_with_str_and_init(&url, init.unchecked_ref())?
             }
         };
-        let allowed = self.settings.is_allowed_url(&request.url());
-        if !allowed || !self.state.borrow().session.is_authenticated() || self.alive().is_err() {
-            return JsFuture::from(interop::fetch(&request)).await;
-        }
+        let url = request.url();
+        let (generation, access) = match self.call(|k, now, id| k.fetch(now, id, &url)).await {
+            Reply::Token { generation, access } => (generation, access),
+            Reply::Passthrough => return JsFuture::from(interop::fetch(&request)).await,
+            other => return Err(unexpected(other)),
+        };
         // Keep a copy to replay after a 401; a stream body cannot be replayed.
         // A GET or HEAD has no body to lose: it is copied only if a 401 comes.
         let method = request.method();
         let bodiless = method == "GET" || method == "HEAD";
-        let replay = if bodiless || interop::is_stream(&interop::init_body(&init)) {
+        let copy = if bodiless || interop::is_stream(&interop::init_body(&init)) {
             None
         } else {
             Some(request.clone()?)
         };
-        let (generation, access) = self.valid_token().await.map_err(js_err)?;
+        let replayable = bodiless || copy.is_some();
         let sent_at = interop::now();
         let response = self.send_with_token(&request, &access).await?;
-        self.adopt_renewal(&response, sent_at);
-        if response.status() != 401 {
+        let reply = self
+            .answered(&response, generation, sent_at, replayable, false, &url)
+            .await;
+        let Reply::Replay { access } = reply else {
             return Ok(response.into());
-        }
-        let replay = match replay {
-            Some(r) => r,
-            None if bodiless => Request::new_with_request(&request)?,
-            None => return Ok(response.into()),
         };
-        let decision = self.state.borrow().session.after_401(generation);
-        match decision {
-            After401::GiveUp => {
-                self.emit_expired(&request.url(), "no-session");
-                return Ok(response.into());
-            }
-            After401::ReplayWithCurrent => {}
-            After401::RefreshThenReplay => {
-                if self.refresh_joined(Why::Needed).await.is_err() {
-                    self.emit_expired(&request.url(), "refresh-failed");
-                    return Ok(response.into());
-                }
-            }
-        }
-        let Some((_, access)) = self.current() else {
-            self.emit_expired(&request.url(), "no-session");
-            return Ok(response.into());
+        let replay = match copy {
+            Some(r) => r,
+            None => Request::new_with_request(&request)?,
         };
         let sent_at = interop::now();
         let second = self.send_with_token(&replay, &access).await?;
-        self.adopt_renewal(&second, sent_at);
-        if second.status() == 401 {
-            self.emit_expired(&replay.url(), "rejected-after-refresh");
-        }
+        self.answered(&second, generation, sent_at, true, true, &url)
+            .await;
         Ok(second.into())
+    }
+
+    /// Hands a response to the keeper: a renewed token, and what a 401 calls for.
+    async fn answered(
+        self: &Rc<Self>,
+        response: &Response,
+        generation: u64,
+        sent_at: f64,
+        replayable: bool,
+        replayed: bool,
+        url: &str,
+    ) -> Reply {
+        let headers = response.headers();
+        let renewed = self
+            .settings
+            .renew_header
+            .as_ref()
+            .and_then(|name| headers.get(name).ok().flatten());
+        let server_date = renewed
+            .as_ref()
+            .and_then(|_| headers.get("Date").ok().flatten())
+            .and_then(|d| interop::parse_http_date(&d));
+        let answered = Answered {
+            generation,
+            status: response.status(),
+            renewed,
+            server_date,
+            sent_at,
+            replayable,
+            replayed,
+            url,
+        };
+        self.call(|k, now, id| k.response(now, id, answered)).await
     }
 
     /// Sends `request` with the token attached.
@@ -1151,22 +721,65 @@ impl Inner {
             _ => Ok(response),
         }
     }
-
-    fn emit_expired(&self, url: &str, reason: &str) {
-        let detail = Object::new();
-        interop::set(&detail, "reason", &JsValue::from_str(reason));
-        interop::set(&detail, "url", &JsValue::from_str(url));
-        self.emit(Event::Expired, &detail);
-    }
 }
 
-fn source_name(why: Why) -> &'static str {
-    match why {
-        Why::Ahead => "timer",
-        Why::Read => "read",
-        Why::Needed => "on-demand",
-        Why::Join => "join",
+/// An event's detail object, as the `.d.ts` describes it (never a token).
+fn detail(event: &Event) -> Object {
+    let detail = Object::new();
+    let set = |k: &str, v: &JsValue| interop::set(&detail, k, v);
+    let gen = |g: u64| JsValue::from_f64(g as f64);
+    match event {
+        Event::Refresh {
+            source,
+            expires_at,
+            generation,
+        } => {
+            set("source", &JsValue::from_str(source.as_str()));
+            set("expiresAt", &opt_num(*expires_at));
+            set("generation", &gen(*generation));
+        }
+        Event::RefreshError {
+            error,
+            retrying,
+            retry_in_ms,
+        } => {
+            set("code", &JsValue::from_str(error.code()));
+            set("message", &JsValue::from_str(&error.message()));
+            set("retrying", &(*retrying).into());
+            set("fatal", &(!*retrying).into());
+            if let Some(status) = error.status() {
+                set("status", &status.into());
+            }
+            if let Some(e) = error.oauth_error() {
+                set("error", &JsValue::from_str(e));
+            }
+            set("retryInMs", &opt_num(retry_in_ms.map(f64::round)));
+        }
+        Event::Expired { reason, url } => {
+            set("reason", &JsValue::from_str(reason.as_str()));
+            set("url", &JsValue::from_str(url));
+        }
+        Event::Logout { reason } => set("reason", &JsValue::from_str(reason.as_str())),
+        Event::Change {
+            authenticated,
+            expires_at,
+            generation,
+        } => {
+            set("isAuthenticated", &(*authenticated).into());
+            set("expiresAt", &opt_num(*expires_at));
+            set("generation", &gen(*generation));
+        }
+        Event::Sync {
+            kind,
+            from,
+            generation,
+        } => {
+            set("type", &JsValue::from_str(kind.as_str()));
+            set("from", &JsValue::from_str(from));
+            set("generation", &gen(*generation));
+        }
     }
+    detail
 }
 
 fn opt_num(v: Option<f64>) -> JsValue {

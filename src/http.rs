@@ -1,6 +1,6 @@
 //! Talking to the token endpoints: login, refresh (json / form / cookie
-//! styles) and logout. Turns answers into the core's types; never logs or
-//! puts a token into an error.
+//! styles) and logout. Reads answers into the core's [`TokenAnswer`], which
+//! decides what they mean; never logs or puts a token into an error.
 
 use crate::config::{Fields, RefreshStyle, Settings};
 use crate::error::Error;
@@ -8,30 +8,11 @@ use crate::interop;
 use crate::token::{RawGrant, Timing};
 use alloc::string::String;
 use js_sys::Object;
+use tokenkeeper_core::keeper::TokenAnswer;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, Request, RequestCache, RequestCredentials, RequestInit, Response};
-
-/// A token endpoint's answer, read but not yet validated.
-pub(crate) struct Answer {
-    /// The fields of a 2xx answer.
-    pub grant: RawGrant,
-    /// When it was obtained.
-    pub timing: Timing,
-}
-
-/// Why a token endpoint call failed.
-pub(crate) struct Failure {
-    /// HTTP status, 0 when no answer arrived.
-    pub status: u16,
-    /// The OAuth `error` of the answer's body, if any.
-    pub oauth_error: Option<String>,
-    /// `Retry-After`, in ms, if the answer had one.
-    pub retry_after_ms: Option<f64>,
-    /// The answer was 2xx but not a usable token response.
-    pub malformed: Option<&'static str>,
-}
 
 fn browser(during: &'static str) -> impl Fn(JsValue) -> Error {
     move |e| Error::Browser {
@@ -83,18 +64,11 @@ fn json_body(pairs: &[(&str, &str)]) -> String {
 }
 
 /// Sends `request` and reads a token response from the answer.
-async fn exchange(request: Request, fields: &Fields) -> Result<Answer, Failure> {
+async fn exchange(request: Request, fields: &Fields) -> TokenAnswer {
     let sent_at = interop::now();
     let response: Response = match JsFuture::from(interop::fetch(&request)).await {
         Ok(r) => r.unchecked_into(),
-        Err(_) => {
-            return Err(Failure {
-                status: 0,
-                oauth_error: None,
-                retry_after_ms: None,
-                malformed: None,
-            })
-        }
+        Err(_) => return TokenAnswer::no_answer(),
     };
     let received_at = interop::now();
     let headers = response.headers();
@@ -112,31 +86,31 @@ async fn exchange(request: Request, fields: &Fields) -> Result<Answer, Failure> 
         let retry_after_ms = headers.get("Retry-After").ok().flatten().and_then(|v| {
             crate::session::retry_after_ms(&v, interop::parse_http_date(&v), received_at)
         });
-        return Err(Failure {
+        return TokenAnswer::Failure {
             status,
             oauth_error: body
                 .as_ref()
                 .and_then(|b| interop::string_field(b, "error")),
             retry_after_ms,
             malformed: None,
-        });
+        };
     }
     let Some(body) = body.filter(|b| b.is_object()) else {
-        return Err(Failure {
+        return TokenAnswer::Failure {
             status,
             oauth_error: None,
             retry_after_ms: None,
             malformed: Some("the body is not a JSON object"),
-        });
+        };
     };
-    Ok(Answer {
+    TokenAnswer::Grant {
         grant: read_grant(&body, fields),
         timing: Timing {
             sent_at,
             received_at,
             server_date,
         },
-    })
+    }
 }
 
 /// Reads the token fields of a token response object.
@@ -149,11 +123,7 @@ pub(crate) fn read_grant(body: &JsValue, fields: &Fields) -> RawGrant {
 }
 
 /// `POST` the credentials as JSON to a login endpoint.
-pub(crate) async fn login(
-    settings: &Settings,
-    url: &str,
-    credentials_json: &str,
-) -> Result<Answer, Error> {
+pub(crate) async fn login(settings: &Settings, url: &str, credentials_json: &str) -> TokenAnswer {
     let request = post(
         url,
         credentials_json,
@@ -161,45 +131,30 @@ pub(crate) async fn login(
         // Cookie mode needs the Set-Cookie of the answer to be kept, even cross-origin.
         credentials(settings),
         "login",
-    )?;
-    exchange(request, &settings.fields)
-        .await
-        .map_err(|f| match (f.status, f.malformed) {
-            (0, _) => Error::Network { during: "login" },
-            (_, Some(reason)) => Error::InvalidTokenResponse { reason },
-            (status, None) => Error::LoginFailed {
-                status,
-                oauth_error: f.oauth_error,
-            },
-        })
+    );
+    match request {
+        Ok(request) => exchange(request, &settings.fields).await,
+        Err(_) => TokenAnswer::no_answer(),
+    }
 }
 
-/// One refresh call in the configured style.
-pub(crate) async fn refresh(
-    settings: &Settings,
-    refresh_token: Option<&str>,
-) -> Result<Answer, Failure> {
+/// One refresh call in the configured style (the core sends a refresh token
+/// whenever the style needs one).
+pub(crate) async fn refresh(settings: &Settings, refresh_token: Option<&str>) -> TokenAnswer {
     let during = "refresh";
-    let missing = || Failure {
-        status: 0,
-        oauth_error: None,
-        retry_after_ms: None,
-        malformed: Some("there is no refresh token to send"),
-    };
+    let rt = refresh_token.unwrap_or_default();
     let request = match settings.refresh_style {
-        RefreshStyle::Json => {
-            let rt = refresh_token.ok_or_else(missing)?;
-            post(
-                &settings.refresh_url,
-                &json_body(&[(&settings.fields.refresh_token, rt)]),
-                "application/json",
-                RequestCredentials::SameOrigin,
-                during,
-            )
-        }
+        RefreshStyle::Json => post(
+            &settings.refresh_url,
+            &json_body(&[(&settings.fields.refresh_token, rt)]),
+            "application/json",
+            RequestCredentials::SameOrigin,
+            during,
+        ),
         RefreshStyle::Form => {
-            let rt = refresh_token.ok_or_else(missing)?;
-            let params = web_sys::UrlSearchParams::new().map_err(|_| missing())?;
+            let Ok(params) = web_sys::UrlSearchParams::new() else {
+                return TokenAnswer::no_answer();
+            };
             params.append("grant_type", "refresh_token");
             params.append("refresh_token", rt);
             if let Some(id) = &settings.client_id {
@@ -224,13 +179,10 @@ pub(crate) async fn refresh(
             during,
         ),
     };
-    let request = request.map_err(|_| Failure {
-        status: 0,
-        oauth_error: None,
-        retry_after_ms: None,
-        malformed: None,
-    })?;
-    exchange(request, &settings.fields).await
+    match request {
+        Ok(request) => exchange(request, &settings.fields).await,
+        Err(_) => TokenAnswer::no_answer(),
+    }
 }
 
 /// Tells the logout endpoint, best effort: the session is already gone locally.

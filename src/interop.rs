@@ -96,11 +96,6 @@ impl UrlResolver for BrowserUrls {
     }
 }
 
-/// The origin of an absolute URL, or `None` when it is not a URL.
-pub(crate) fn origin_of(url: &str) -> Option<String> {
-    web_sys::Url::new(url).ok().map(|u| u.origin())
-}
-
 const MAX_OPTION_DEPTH: usize = 4;
 
 /// Converts a JS options value into the parser's neutral form.

@@ -2,14 +2,13 @@
 //! ([`crate::protocol`]) and a Web Lock that lets one tab at a time refresh.
 //!
 //! Web Locks (`navigator.locks`) are bound here by hand: web-sys keeps them
-//! behind an unstable flag. Where they are missing, tabs fall back to a
-//! random delay before refreshing and a re-check of the generation — best
-//! effort rather than a guarantee (see the README's cross-tab section).
+//! behind an unstable flag. Where they are missing, the core spreads the
+//! tabs' refreshes and re-checks the generation instead — best effort rather
+//! than a guarantee (see the README's cross-tab section).
 
 use crate::interop::{self, Listener};
 use crate::protocol::{Message, VERSION};
 use alloc::string::String;
-use core::cell::Cell;
 use js_sys::{Function, Object, Promise};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::*;
@@ -28,8 +27,6 @@ extern "C" {
 /// A tab's end of the channel. Dropping it closes the channel and removes
 /// the listener.
 pub(crate) struct Tabs {
-    /// This tab's (this instance's) random id.
-    pub id: String,
     channel: BroadcastChannel,
     lock_name: String,
     _listener: Listener,
@@ -49,7 +46,6 @@ impl Tabs {
             }
         })?;
         Some(Tabs {
-            id: random_id(),
             channel,
             lock_name: {
                 channel_name.push_str(":refresh");
@@ -59,11 +55,11 @@ impl Tabs {
         })
     }
 
-    /// Posts a message to the other tabs.
-    pub(crate) fn post(&self, message: &Message) {
+    /// Posts a message to the other tabs, as sent by tab `from`.
+    pub(crate) fn post(&self, message: &Message, from: &str) {
         let obj = Object::new();
         interop::set(&obj, "v", &JsValue::from_f64(VERSION));
-        interop::set(&obj, "from", &JsValue::from_str(&self.id));
+        interop::set(&obj, "from", &JsValue::from_str(from));
         interop::set(&obj, "gen", &JsValue::from_f64(message.gen() as f64));
         match message {
             Message::Hello { .. } => interop::set(&obj, "type", &"hello".into()),
@@ -95,10 +91,6 @@ impl Tabs {
     /// lock when asked — a sign that it may be refreshing right now.
     pub(crate) async fn lock(&self) -> (Option<LockGuard>, bool) {
         let Some(locks) = lock_manager() else {
-            // No Web Locks: spread the tabs out at random and let the caller
-            // re-check the generation, as if the lock had been contended.
-            let ms = (interop::random() * 100.0) as u32;
-            gloo_timers::future::TimeoutFuture::new(ms).await;
             return (None, true);
         };
         let options = Object::new();
@@ -134,6 +126,11 @@ impl Drop for LockGuard {
     }
 }
 
+/// Whether the browser has Web Locks.
+pub(crate) fn has_locks() -> bool {
+    lock_manager().is_some()
+}
+
 fn lock_manager() -> Option<LockManager> {
     let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
     let locks = js_sys::Reflect::get(&navigator, &"locks".into()).ok()?;
@@ -165,25 +162,4 @@ async fn acquire(locks: &LockManager, name: &str, options: &JsValue) -> Option<L
         granted: !lock.is_null(),
         _callback: callback,
     })
-}
-
-thread_local! {
-    static COUNTER: Cell<u32> = const { Cell::new(0) };
-}
-
-/// A random id for this instance (not a secret: it only tells tabs apart).
-fn random_id() -> String {
-    let n = COUNTER.with(|c| {
-        let n = c.get().wrapping_add(1);
-        c.set(n);
-        n
-    });
-    let mut id = String::with_capacity(24);
-    for _ in 0..16 {
-        let digit = (interop::random() * 16.0) as u32;
-        id.push(char::from_digit(digit.min(15), 16).unwrap_or('0'));
-    }
-    id.push('-');
-    crate::error::push_number(&mut id, u64::from(n));
-    id
 }
