@@ -402,30 +402,7 @@ mod tests {
     use super::*;
     use alloc::vec;
 
-    /// A resolver good enough for tests: absolute http(s) URLs as they are,
-    /// paths against https://app.example.
-    struct Urls;
-    impl UrlResolver for Urls {
-        fn resolve(&self, url: &str) -> Option<String> {
-            if url.starts_with("http://") || url.starts_with("https://") {
-                Some(url.into())
-            } else if url.starts_with('/') {
-                Some(alloc::format!("https://app.example{url}"))
-            } else if url.contains(':') {
-                Some(url.into()) // another scheme, e.g. javascript:
-            } else {
-                None
-            }
-        }
-        fn origin(&self, url: &str) -> Option<String> {
-            let rest = url.split_once("://")?.1;
-            let host = rest.split('/').next()?;
-            Some(alloc::format!("{}://{}", url.split_once("://")?.0, host))
-        }
-        fn page_origin(&self) -> String {
-            "https://app.example".into()
-        }
-    }
+    use crate::testing::TestUrls as Urls;
 
     fn opts(entries: Vec<(&str, OptValue)>) -> OptValue {
         OptValue::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())

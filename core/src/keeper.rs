@@ -13,24 +13,13 @@
 //! message bus, a lock and a token server in simulated time.
 //!
 //! ```
-//! use tokenkeeper_core::config::{OptValue, Settings, UrlResolver};
+//! use tokenkeeper_core::config::{OptValue, Settings};
 //! use tokenkeeper_core::keeper::{CallId, Command, Env, Keeper, Reply};
+//! use tokenkeeper_core::testing::TestUrls;
 //! use tokenkeeper_core::token::RawGrant;
 //!
-//! struct Urls;
-//! impl UrlResolver for Urls {
-//!     fn resolve(&self, url: &str) -> Option<String> {
-//!         Some(format!("https://app.example{url}"))
-//!     }
-//!     fn origin(&self, _: &str) -> Option<String> {
-//!         Some("https://app.example".into())
-//!     }
-//!     fn page_origin(&self) -> String {
-//!         "https://app.example".into()
-//!     }
-//! }
 //! let options = OptValue::Map(vec![("refreshUrl".into(), OptValue::Str("/token".into()))]);
-//! let settings = Settings::from_options(&options, &Urls).unwrap();
+//! let settings = Settings::from_options(&options, &TestUrls).unwrap();
 //! let mut keeper = Keeper::new(settings, Env { tabs: false, locks: false, seed: 7 });
 //! let now = 1_700_000_000_000.0;
 //! let grant = RawGrant { access_token: Some("t".into()), expires_in: Some(300.0), ..RawGrant::default() };

@@ -35,6 +35,7 @@ pub mod json;
 pub mod keeper;
 pub mod protocol;
 pub mod session;
+pub mod testing;
 pub mod token;
 
 pub use error::Error;

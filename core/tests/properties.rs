@@ -4,8 +4,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use proptest::prelude::*;
-use tokenkeeper_core::config::{OptValue, Settings, UrlResolver};
+use tokenkeeper_core::config::{OptValue, Settings};
 use tokenkeeper_core::protocol::{self, Message};
+use tokenkeeper_core::testing::TestUrls as Urls;
 use tokenkeeper_core::token::{self, RawGrant, Timing, TokenSet};
 use tokenkeeper_core::Error;
 
@@ -62,26 +63,6 @@ fn opt_value() -> impl Strategy<Value = OptValue> {
             prop::collection::vec((key.clone(), inner), 0..10).prop_map(OptValue::Map),
         ]
     })
-}
-
-struct Urls;
-impl UrlResolver for Urls {
-    fn resolve(&self, url: &str) -> Option<String> {
-        if url.starts_with("http://") || url.starts_with("https://") {
-            Some(url.into())
-        } else if url.starts_with('/') {
-            Some(format!("https://app.example{url}"))
-        } else {
-            None
-        }
-    }
-    fn origin(&self, url: &str) -> Option<String> {
-        let (scheme, rest) = url.split_once("://")?;
-        Some(format!("{scheme}://{}", rest.split('/').next()?))
-    }
-    fn page_origin(&self) -> String {
-        "https://app.example".into()
-    }
 }
 
 proptest! {

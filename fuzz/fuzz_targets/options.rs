@@ -2,27 +2,8 @@
 //! The options parser: any value gives settings or an error naming an option.
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use tokenkeeper_core::config::{Settings, UrlResolver};
-
-struct Urls;
-impl UrlResolver for Urls {
-    fn resolve(&self, url: &str) -> Option<String> {
-        if url.starts_with("http://") || url.starts_with("https://") {
-            Some(url.into())
-        } else if url.starts_with('/') {
-            Some(format!("https://app.example{url}"))
-        } else {
-            None
-        }
-    }
-    fn origin(&self, url: &str) -> Option<String> {
-        let (scheme, rest) = url.split_once("://")?;
-        Some(format!("{scheme}://{}", rest.split('/').next()?))
-    }
-    fn page_origin(&self) -> String {
-        "https://app.example".into()
-    }
-}
+use tokenkeeper_core::config::Settings;
+use tokenkeeper_core::testing::TestUrls as Urls;
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);

@@ -7,37 +7,16 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use tokenkeeper_core::config::{OptValue, Settings, UrlResolver};
+use tokenkeeper_core::config::{OptValue, Settings};
 use tokenkeeper_core::keeper::{
     Answered, CallId, Command, Env, Event, Keeper, LogoutNotice, Reply, TokenAnswer,
 };
 use tokenkeeper_core::protocol::{Message, VERSION};
+use tokenkeeper_core::testing::{TestUrls as Urls, TEST_ORIGIN};
 use tokenkeeper_core::token::{RawGrant, Timing};
 
 pub const T0: f64 = 1_700_000_000_000.0;
-pub const ORIGIN: &str = "https://app.example";
-
-/// The page's URLs, as a browser would resolve them.
-pub struct Urls;
-impl UrlResolver for Urls {
-    fn resolve(&self, url: &str) -> Option<String> {
-        if url.starts_with("https://") || url.starts_with("http://") {
-            Some(url.into())
-        } else if url.starts_with('/') {
-            Some(format!("{ORIGIN}{url}"))
-        } else {
-            None
-        }
-    }
-    fn origin(&self, url: &str) -> Option<String> {
-        let (scheme, rest) = url.split_once("://")?;
-        let host = rest.split(['/', '?', '#']).next()?;
-        Some(format!("{scheme}://{host}"))
-    }
-    fn page_origin(&self) -> String {
-        ORIGIN.into()
-    }
-}
+pub const ORIGIN: &str = TEST_ORIGIN;
 
 /// Settings from `(option, value)` pairs (strings and numbers).
 pub fn settings(pairs: &[(&str, OptValue)]) -> Settings {
