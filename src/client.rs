@@ -8,7 +8,7 @@
 use crate::config::UrlResolver;
 use crate::error::Error;
 use crate::http;
-use crate::interop::{self, Listener};
+use crate::interop::{self, Listener, Thrown};
 use crate::tabs::{self, LockGuard, Tabs};
 use alloc::collections::VecDeque;
 use alloc::rc::{Rc, Weak};
@@ -89,20 +89,16 @@ fn lookup(id: u32) -> Option<Rc<Inner>> {
 
 /// Runs a future as a JS promise. Boxed, so every exported async method
 /// shares one instance of the promise glue (it is large in wasm).
-fn promise(f: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
+fn promise(f: impl Future<Output = Result<JsValue, Thrown>> + 'static) -> Promise {
     let boxed: Pin<alloc::boxed::Box<dyn Future<Output = Result<JsValue, JsValue>>>> =
-        alloc::boxed::Box::pin(f);
+        alloc::boxed::Box::pin(async move { f.await.map_err(JsValue::from) });
     future_to_promise(boxed)
-}
-
-fn js_err(e: Error) -> JsValue {
-    interop::to_js_error(&e)
 }
 
 /// A reply other than the one a call expects: its error (or, never in
 /// practice, a browser error naming the mismatch).
-fn unexpected(reply: Reply) -> JsValue {
-    js_err(match reply {
+fn unexpected(reply: Reply) -> Thrown {
+    Thrown::Keeper(match reply {
         Reply::Failed(e) => e,
         _ => Error::Browser {
             during: "call",
@@ -136,7 +132,7 @@ impl TokenKeeper {
     ) -> Result<TokenKeeper, JsValue> {
         let settings =
             Settings::from_options(&interop::opt_value(&options), &interop::BrowserUrls::new())
-                .map_err(js_err)?;
+                .map_err(Thrown::from)?;
         let id = NEXT_ID.with(|n| {
             let id = n.get();
             n.set(id.wrapping_add(1));
@@ -210,8 +206,7 @@ impl TokenKeeper {
                 .ok_or(Error::InvalidArgument {
                     argument: "url",
                     reason: "is not a valid URL",
-                })
-                .map_err(js_err)?;
+                })?;
             let body = js_sys::JSON::stringify(&credentials)
                 .ok()
                 .and_then(|s| s.as_string())
@@ -219,8 +214,7 @@ impl TokenKeeper {
                 .ok_or(Error::InvalidArgument {
                     argument: "credentials",
                     reason: "must be an object that JSON can encode",
-                })
-                .map_err(js_err)?;
+                })?;
             let answer = http::login(&inner.settings, &url, &body).await;
             match inner
                 .call(|k, now, id| k.handle_login_answer(now, id, answer))
@@ -242,10 +236,11 @@ impl TokenKeeper {
         #[wasm_bindgen(unchecked_param_type = "TokenResponse")] tokens: JsValue,
     ) -> Result<(), JsValue> {
         if !tokens.is_object() {
-            return Err(js_err(Error::InvalidArgument {
+            return Err(Thrown::from(Error::InvalidArgument {
                 argument: "tokens",
                 reason: "must be an object",
-            }));
+            })
+            .into());
         }
         let grant = http::read_grant(&tokens, &self.inner.settings.fields);
         let result = self
@@ -254,7 +249,7 @@ impl TokenKeeper {
             .borrow_mut()
             .set_tokens(interop::now(), grant);
         self.inner.drive();
-        result.map_err(js_err)
+        Ok(result.map_err(Thrown::from)?)
     }
 
     /// Same contract as `window.fetch`. For an allowed origin, attaches the
@@ -309,12 +304,12 @@ impl TokenKeeper {
         #[wasm_bindgen(unchecked_param_type = "TokenKeeperEvent")] event: &str,
         #[wasm_bindgen(unchecked_param_type = "(detail: any) => void")] callback: Function,
     ) -> Result<Function, JsValue> {
-        let kind = EventKind::parse(event).ok_or_else(|| {
-            js_err(Error::InvalidArgument {
+        let kind = EventKind::parse(event)
+            .ok_or(Error::InvalidArgument {
                 argument: "event",
                 reason: "must be one of refresh, refresh-error, expired, logout, change, sync",
             })
-        })?;
+            .map_err(Thrown::from)?;
         let mut exec = self.inner.exec.borrow_mut();
         let id = exec.next_listener;
         exec.next_listener = id.wrapping_add(1);
@@ -595,7 +590,7 @@ impl Inner {
         self: Rc<Self>,
         input: JsValue,
         init: JsValue,
-    ) -> Result<JsValue, JsValue> {
+    ) -> Result<JsValue, Thrown> {
         // Build the request exactly as fetch would; its errors are fetch's errors.
         let request = if let Some(req) = input.dyn_ref::<Request>() {
             if init.is_undefined() {
@@ -617,7 +612,7 @@ impl Inner {
         let url = request.url();
         let (generation, access) = match self.call(|k, now, id| k.fetch(now, id, &url)).await {
             Reply::Token { generation, access } => (generation, access),
-            Reply::Passthrough => return JsFuture::from(interop::fetch(&request)).await,
+            Reply::Passthrough => return Ok(JsFuture::from(interop::fetch(&request)).await?),
             other => return Err(unexpected(other)),
         };
         // Keep a copy to replay after a 401; a stream body cannot be replayed.

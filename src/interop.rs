@@ -192,6 +192,40 @@ pub(crate) fn to_js_error(e: &Error) -> JsValue {
     err.into()
 }
 
+/// What an export throws, or a promise rejects with: a keeper [`Error`]
+/// (made a `TokenKeeperError` at the boundary) or a JS value thrown by the
+/// browser (fetch's own `TypeError`, say), passed on as it is. With the
+/// conversions below, exports use `?` on either (the core's `Error` and
+/// `JsValue` are both foreign here, so `From<Error> for JsValue` itself
+/// cannot be written in this crate).
+pub(crate) enum Thrown {
+    /// The keeper's error.
+    Keeper(Error),
+    /// The browser's.
+    Js(JsValue),
+}
+
+impl From<Error> for Thrown {
+    fn from(e: Error) -> Thrown {
+        Thrown::Keeper(e)
+    }
+}
+
+impl From<JsValue> for Thrown {
+    fn from(v: JsValue) -> Thrown {
+        Thrown::Js(v)
+    }
+}
+
+impl From<Thrown> for JsValue {
+    fn from(t: Thrown) -> JsValue {
+        match t {
+            Thrown::Keeper(e) => to_js_error(&e),
+            Thrown::Js(v) => v,
+        }
+    }
+}
+
 /// The message of a thrown JS value, for [`Error::Browser`].
 pub(crate) fn js_message(v: &JsValue) -> String {
     v.dyn_ref::<js_sys::Error>()
