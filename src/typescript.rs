@@ -81,8 +81,8 @@ export interface ChangeDetail {
 }
 /** `sync`: a message from another tab was acted on. */
 export interface SyncDetail {
-  /** `"adopted"` its tokens, ended the session on its `"logout"`, `"advanced"` the generation, or `"answered"` a new tab. */
-  type: "adopted" | "logout" | "advanced" | "answered";
+  /** `"adopted"` its tokens, ended the session on its `"logout"`, waits out its `"backoff"`, `"advanced"` the generation, or `"answered"` a new tab. */
+  type: "adopted" | "logout" | "backoff" | "advanced" | "answered";
   /** The id of the tab that sent it. */
   from: string;
   /** This keeper's generation afterwards. */

@@ -479,7 +479,7 @@ enum Phase {
     Spreading { until: f64 },
     /// The lock came after another tab held it: wait a moment for its broadcast.
     Contended { until: f64 },
-    /// Throttled: wait, then try again (unless newer tokens come).
+    /// Throttled: wait, then try again (unless newer tokens come first).
     Deferred { until: f64, gen: u64 },
     /// The request is out.
     Sending {
@@ -575,11 +575,6 @@ impl Keeper {
         self.session.refresh_at(self.settings.refresh_lead_ms)
     }
 
-    /// Whether `free()` was called.
-    pub fn is_freed(&self) -> bool {
-        self.freed
-    }
-
     /// The next thing to carry out.
     pub fn poll_command(&mut self) -> Option<Command> {
         self.out.pop_front()
@@ -622,14 +617,10 @@ impl Keeper {
         match phase {
             Some(Phase::Spreading { until }) if until <= now => self.after_lock(now, true),
             Some(Phase::Contended { until }) if until <= now => self.after_contention(now),
-            Some(Phase::Deferred { until, gen }) if until <= now => {
-                if self.session.generation() != gen {
-                    self.finish_current(now);
-                } else {
-                    self.attempt(now);
-                }
+            // Newer tokens meanwhile ended the wait already (see `wake`).
+            Some(Phase::Deferred { until, .. } | Phase::Retrying { until, .. }) if until <= now => {
+                self.attempt(now)
             }
-            Some(Phase::Retrying { until, .. }) if until <= now => self.attempt(now),
             Some(Phase::Asking { until, .. }) if until <= now => self.end_asking(now),
             Some(_) => {}
             None => self.tick(now),

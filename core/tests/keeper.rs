@@ -5,7 +5,9 @@ mod sim;
 
 use sim::*;
 use tokenkeeper_core::config::OptValue;
-use tokenkeeper_core::keeper::{Event, ExpiredReason, LogoutReason, Reply, Source};
+use tokenkeeper_core::keeper::{
+    Event, ExpiredReason, LogoutReason, PageEvent, Reply, Source, SyncKind,
+};
 use tokenkeeper_core::Error;
 
 fn world(tabs: usize, ttl_s: f64) -> World {
@@ -255,6 +257,9 @@ fn a_new_tab_joins_with_no_request() {
     assert_eq!(w.server.refresh_requests, requests);
     // It answered as soon as the session arrived, not after the whole wait.
     assert!(w.now < T0 + 50.0 + 100.0, "{}", w.now - T0);
+    // A tab with a session answers at once, without asking.
+    let call = w.call(0, |k, now, id| k.ready(now, id));
+    assert_eq!(w.reply(0, call), Some(Reply::Ready(true)));
     // A tab alone waits its bounded moment and says false.
     let mut alone = world(1, 300.0);
     let call = alone.call(0, |k, now, id| k.ready(now, id));
@@ -405,4 +410,275 @@ fn a_closed_tab_holding_the_lock_does_not_block_the_others() {
         "{reply:?}"
     );
     assert!(!w.tabs[1].authenticated());
+}
+
+/// The quoted names of the union that `member:` has in `interface`, as the
+/// shell's TypeScript declarations write it.
+fn declared(interface: &str, member: &str) -> Vec<String> {
+    let ts = include_str!("../../src/typescript.rs");
+    let start = ts
+        .find(&format!("interface {interface} "))
+        .unwrap_or_else(|| panic!("interface {interface}"));
+    let body = &ts[start..];
+    let line = body
+        .lines()
+        .find(|l| {
+            l.trim_start().starts_with(&format!("{member}:"))
+                || l.trim_start().starts_with(&format!("\"{member}\""))
+        })
+        .unwrap_or_else(|| panic!("{interface}.{member}"));
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn names_are_the_ones_the_typescript_types_declare() {
+    use tokenkeeper_core::keeper::{EventKind, SyncKind};
+    let kinds: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "refresh",
+            "refresh-error",
+            "expired",
+            "logout",
+            "change",
+            "sync"
+        ]
+    );
+    for k in EventKind::ALL {
+        assert_eq!(EventKind::parse(k.as_str()), Some(k));
+    }
+    assert_eq!(EventKind::parse("Refresh"), None);
+    assert_eq!(EventKind::parse(""), None);
+    let ts = include_str!("../../src/typescript.rs");
+    for k in EventKind::ALL {
+        assert!(
+            ts.contains(&format!("  \"{}\": ", k.as_str())),
+            "{} in TokenKeeperEventMap",
+            k.as_str()
+        );
+    }
+    let sources = [
+        Source::Timer,
+        Source::Read,
+        Source::OnDemand,
+        Source::Join,
+        Source::Tab,
+        Source::RenewHeader,
+        Source::Login,
+        Source::SetTokens,
+    ];
+    let names: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "timer",
+            "read",
+            "on-demand",
+            "join",
+            "tab",
+            "renew-header",
+            "login",
+            "set-tokens"
+        ]
+    );
+    // A login and setTokens raise `change`, not `refresh`: the others are
+    // what RefreshDetail.source declares.
+    let mut refreshing: Vec<String> = names[..6].iter().map(|s| s.to_string()).collect();
+    let mut want = declared("RefreshDetail", "source");
+    refreshing.sort();
+    want.sort();
+    assert_eq!(refreshing, want);
+    let reasons = [
+        LogoutReason::Local,
+        LogoutReason::RefreshFailed,
+        LogoutReason::Remote,
+    ];
+    let names: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+    assert_eq!(names, ["local", "refresh-failed", "remote"]);
+    assert_eq!(declared("LogoutDetail", "reason"), names);
+    let reasons = [
+        ExpiredReason::NoSession,
+        ExpiredReason::RefreshFailed,
+        ExpiredReason::RejectedAfterRefresh,
+    ];
+    let names: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+    assert_eq!(
+        names,
+        ["no-session", "refresh-failed", "rejected-after-refresh"]
+    );
+    assert_eq!(declared("ExpiredDetail", "reason"), names);
+    let kinds = [
+        SyncKind::Adopted,
+        SyncKind::Logout,
+        SyncKind::Backoff,
+        SyncKind::Advanced,
+        SyncKind::Answered,
+    ];
+    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["adopted", "logout", "backoff", "advanced", "answered"]
+    );
+    assert_eq!(declared("SyncDetail", "type"), names);
+}
+
+#[test]
+fn every_tab_has_its_own_id() {
+    let w = world(3, 300.0);
+    let ids: Vec<&str> = w.tabs.iter().map(|t| t.keeper.tab_id()).collect();
+    for id in &ids {
+        assert_eq!(id.len(), 16, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    }
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn wakeups_when_nothing_is_due_change_nothing() {
+    // The same scenarios, with every tab's timer firing at every step of
+    // the world: a wake-up decides from the clock, not from being called.
+    SPURIOUS_WAKEUPS.with(|s| s.set(true));
+    refreshes_ahead_of_expiry_over_many_lifetimes();
+    four_tabs_make_one_refresh_per_rotation();
+    tabs_without_web_locks_wait_for_a_rotation_already_under_way();
+    a_waiting_caller_sees_transient_failures_retried();
+    a_refused_refresh_ends_the_session_in_every_tab();
+    retry_after_holds_for_every_tab();
+    a_new_tab_joins_with_no_request();
+    a_cookie_tab_joins_with_its_cookie_when_no_tab_answers();
+    a_closed_tab_holding_the_lock_does_not_block_the_others();
+    SPURIOUS_WAKEUPS.with(|s| s.set(false));
+}
+
+#[test]
+fn a_tab_back_from_the_bfcache_catches_up() {
+    let mut w = logged_in(2, 30.0);
+    w.tabs[1].frozen = true;
+    // Two rotations and a logout in tab 0 while tab 1 is frozen; then a new login.
+    for _ in 0..2 {
+        let r = w.call(0, |k, now, id| k.refresh(now, id));
+        assert_eq!(w.wait(0, r, 1_000.0), Some(Reply::Done));
+    }
+    w.run_for(20.0); // what was posted meanwhile is lost
+    let gen = w.tabs[0].keeper.session().generation();
+    assert!(w.tabs[1].keeper.session().generation() < gen);
+    // Hidden, it does not ask.
+    w.tabs[1].frozen = false;
+    let now = w.now;
+    w.tabs[1]
+        .keeper
+        .handle_page(now, PageEvent::PageShow, false);
+    w.drain(1);
+    w.run_for(50.0);
+    assert!(w.tabs[1].keeper.session().generation() < gen);
+    // Shown, it asks and adopts the newer tokens, with no request.
+    let requests = w.server.refresh_requests;
+    let now = w.now;
+    w.tabs[1].keeper.handle_page(now, PageEvent::PageShow, true);
+    w.drain(1);
+    w.run_for(50.0);
+    assert_eq!(w.tabs[1].keeper.session().generation(), gen);
+    assert_eq!(w.server.refresh_requests, requests);
+    assert_eq!(w.api_call(1, 1_000.0), Ok(200));
+    // Its token was due while it slept: shown again, it refreshes ahead at once.
+    w.tabs[1].frozen = true;
+    w.run_for(25_000.0);
+    let requests = w.server.refresh_requests;
+    w.tabs[1].frozen = false;
+    let now = w.now;
+    w.tabs[1]
+        .keeper
+        .handle_page(now, PageEvent::Visibility, true);
+    w.drain(1);
+    w.run_for(100.0);
+    assert!(w.server.refresh_requests <= requests + 1);
+    assert!(!w.tabs[1].keeper.session().is_expired(w.now));
+}
+
+#[test]
+fn back_online_a_backed_off_refresh_is_tried_at_once() {
+    let mut w = logged_in(1, 30.0);
+    // The timer's refresh ahead of expiry gets a 503 with a long Retry-After.
+    w.server
+        .faults
+        .push_back(Fault::Status(503, None, Some(300.0)));
+    w.run_for(21_000.0);
+    assert_eq!(w.server.refresh_requests, 1);
+    let next = w.tabs[0].keeper.poll_timeout().expect("a retry is planned");
+    assert!(next > w.now + 60_000.0, "it waits for the Retry-After");
+    // Coming back online lifts the wait: the retry is due now.
+    let now = w.now;
+    w.tabs[0].keeper.handle_page(now, PageEvent::Online, false);
+    w.drain(0);
+    assert_eq!(w.tabs[0].keeper.poll_timeout(), Some(now));
+    w.run_for(100.0);
+    assert_eq!(w.server.refresh_requests, 2);
+    assert_eq!(w.api_call(0, 1_000.0), Ok(200));
+}
+
+#[test]
+fn a_logout_elsewhere_moves_a_tab_without_a_session_forward() {
+    let mut w = world(1, 300.0);
+    w.login(0);
+    let late = w.open_tab(); // opened after the login, never asked
+    w.run_for(10.0);
+    assert!(!w.tabs[late].authenticated());
+    w.logout(0);
+    w.run_for(10.0);
+    let gen = w.tabs[0].keeper.session().generation();
+    assert_eq!(w.tabs[late].keeper.session().generation(), gen);
+    assert!(matches!(
+        w.tabs[late].events_of("sync")[..],
+        [Event::Sync {
+            kind: SyncKind::Advanced,
+            ..
+        }]
+    ));
+    // An older session message cannot bring the ended session back.
+    assert!(!w.tabs[late].authenticated());
+}
+
+#[test]
+fn a_freed_keeper_ignores_messages_and_calls() {
+    let mut w = logged_in(2, 300.0);
+    w.close_tab(1);
+    let msg = encode(
+        &tokenkeeper_core::protocol::Message::Session {
+            gen: 99,
+            tokens: w.tabs[0]
+                .keeper
+                .session()
+                .tokens()
+                .cloned()
+                .expect("tokens"),
+        },
+        "someone",
+    );
+    let now = w.now;
+    w.tabs[1].keeper.handle_tab_message(now, &msg);
+    assert!(!w.tabs[1].authenticated());
+    assert_eq!(w.tabs[1].keeper.poll_command(), None);
+    for f in [
+        |k: &mut tokenkeeper_core::keeper::Keeper, now, id| k.need_token(now, id),
+        |k: &mut tokenkeeper_core::keeper::Keeper, now, id| k.refresh(now, id),
+        |k: &mut tokenkeeper_core::keeper::Keeper, now, id| k.ready(now, id),
+    ] {
+        let call = w.new_call();
+        f(&mut w.tabs[1].keeper, now, call);
+        assert_eq!(
+            w.tabs[1].keeper.poll_command(),
+            Some(tokenkeeper_core::keeper::Command::Settle {
+                call,
+                reply: Reply::Failed(Error::Freed)
+            })
+        );
+    }
 }

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use tokenkeeper_core::config::{OptValue, Settings};
 use tokenkeeper_core::keeper::{
@@ -14,6 +15,13 @@ use tokenkeeper_core::keeper::{
 use tokenkeeper_core::protocol::{Message, VERSION};
 use tokenkeeper_core::testing::{TestUrls as Urls, TEST_ORIGIN};
 use tokenkeeper_core::token::{RawGrant, Timing};
+
+thread_local! {
+    /// Worlds made on this thread wake every tab at every step, due or not
+    /// (a browser timer that fires early, a page event): nothing may change
+    /// but what is due.
+    pub static SPURIOUS_WAKEUPS: Cell<bool> = const { Cell::new(false) };
+}
 
 pub const T0: f64 = 1_700_000_000_000.0;
 pub const ORIGIN: &str = TEST_ORIGIN;
@@ -150,6 +158,8 @@ pub struct Tab {
     pub replies: Vec<(CallId, Reply)>,
     pub events: Vec<Event>,
     pub open: bool,
+    /// In the back-forward cache: no timer fires, messages to it are lost.
+    pub frozen: bool,
 }
 
 impl Tab {
@@ -183,10 +193,14 @@ pub struct World {
     pub bus_delay_ms: f64,
     pending: Vec<(f64, u64, Pending)>,
     seq: u64,
+    /// Steps taken: a keeper that keeps asking for a moment already past
+    /// would make the world spin.
+    steps: u64,
     lock_holders: VecDeque<usize>,
     lock_queue: VecDeque<usize>,
     next_call: u32,
     pub locks: bool,
+    spurious: bool,
     settings: Settings,
 }
 
@@ -200,10 +214,12 @@ impl World {
             bus_delay_ms: 2.0,
             pending: Vec::new(),
             seq: 0,
+            steps: 0,
             lock_holders: VecDeque::new(),
             lock_queue: VecDeque::new(),
             next_call: 1,
             locks: true,
+            spurious: SPURIOUS_WAKEUPS.with(Cell::get),
             settings,
         }
     }
@@ -220,6 +236,7 @@ impl World {
             replies: Vec::new(),
             events: Vec::new(),
             open: true,
+            frozen: false,
         });
         self.tabs.len() - 1
     }
@@ -357,7 +374,13 @@ impl World {
     /// does it. Returns false when nothing happens before `limit`.
     pub fn step(&mut self, limit: f64) -> bool {
         let mut next: Option<f64> = None;
-        for t in self.tabs.iter().filter(|t| t.open) {
+        self.steps += 1;
+        assert!(
+            self.steps < 1_000_000,
+            "the world spins at {}",
+            self.now - T0
+        );
+        for t in self.tabs.iter().filter(|t| t.open && !t.frozen) {
             if let Some(at) = t.keeper.poll_timeout() {
                 next = Some(next.map_or(at, |n: f64| n.min(at)));
             }
@@ -380,7 +403,7 @@ impl World {
         for (_, _, p) in due {
             match p {
                 Pending::Message { to, data } => {
-                    if self.tabs[to].open {
+                    if self.tabs[to].open && !self.tabs[to].frozen {
                         self.tabs[to].keeper.handle_tab_message(now, &data);
                         self.drain(to);
                     }
@@ -400,9 +423,27 @@ impl World {
             }
         }
         for i in 0..self.tabs.len() {
-            if self.tabs[i].open && self.tabs[i].keeper.poll_timeout().is_some_and(|t| t <= now) {
+            if !self.tabs[i].open || self.tabs[i].frozen {
+                continue;
+            }
+            let due = self.tabs[i].keeper.poll_timeout().is_some_and(|t| t <= now);
+            if due {
                 self.tabs[i].keeper.handle_timeout(now);
                 self.drain(i);
+            } else if self.spurious {
+                let keeper = &mut self.tabs[i].keeper;
+                let before = format!("{keeper:?}");
+                keeper.handle_timeout(now);
+                assert_eq!(
+                    format!("{keeper:?}"),
+                    before,
+                    "a wake-up with nothing due changed tab {i}"
+                );
+                assert_eq!(
+                    keeper.poll_command(),
+                    None,
+                    "a wake-up with nothing due did something"
+                );
             }
         }
         true
