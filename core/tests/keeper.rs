@@ -682,3 +682,158 @@ fn a_freed_keeper_ignores_messages_and_calls() {
         );
     }
 }
+
+#[test]
+fn a_caller_that_needs_a_token_waits_out_a_short_backoff() {
+    let mut w = logged_in(2, 30.0);
+    // The timer's refresh ahead of expiry (at ~20 s) gets a 429: wait 10 s.
+    w.server
+        .faults
+        .push_back(Fault::Status(429, None, Some(10.0)));
+    w.run_for(21_000.0);
+    assert_eq!(w.server.refresh_requests, 1);
+    let failed_at = w
+        .tabs
+        .iter()
+        .flat_map(|t| t.events_of("refresh-error"))
+        .count();
+    assert_eq!(failed_at, 1);
+    // Tab 1 needs a new token now: it waits the backoff out, then refreshes.
+    let started = w.now;
+    let call = w.call(1, |k, now, id| k.refresh(now, id));
+    w.run_for(5_000.0);
+    assert_eq!(w.reply(1, call), None, "still waiting");
+    assert_eq!(w.server.refresh_requests, 1);
+    assert_eq!(w.wait(1, call, 10_000.0), Some(Reply::Done));
+    assert_eq!(w.server.refresh_requests, 2);
+    assert!(w.now - started >= 8_000.0, "waited {} ms", w.now - started);
+}
+
+#[test]
+fn a_waiting_caller_gives_up_after_three_attempts_and_keeps_the_session() {
+    let mut w = logged_in(1, 300.0);
+    w.server.faults.extend([
+        Fault::Status(503, None, None),
+        Fault::Status(503, None, None),
+        Fault::Status(503, None, None),
+    ]);
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    let reply = w.wait(0, call, 30_000.0);
+    assert!(
+        matches!(
+            reply,
+            Some(Reply::Failed(Error::RefreshUnavailable { status: 503, .. }))
+        ),
+        "{reply:?}"
+    );
+    assert_eq!(w.server.refresh_requests, 3);
+    assert!(w.tabs[0].authenticated());
+    // The timer tries again later, and then it works.
+    w.run_for(60_000.0);
+    assert_eq!(w.server.refresh_requests, 4);
+    assert_eq!(w.api_call(0, 1_000.0), Ok(200));
+}
+
+#[test]
+fn a_read_inside_the_lead_window_is_not_held_back_by_a_failing_refresh() {
+    let mut w = logged_in(1, 30.0);
+    // Asleep past the planned refresh (a third of the lifetime ahead), not
+    // past the expiry.
+    w.tabs[0].frozen = true;
+    w.run_for(25_000.0);
+    w.tabs[0].frozen = false;
+    let before = w.tabs[0]
+        .keeper
+        .session()
+        .tokens()
+        .map(|t| t.access.clone());
+    w.server.faults.push_back(Fault::Status(503, None, None));
+    let call = w.call(0, |k, now, id| k.need_token(now, id));
+    let reply = w.wait(0, call, 1_000.0);
+    // One attempt, and the still-valid token at once (no retry in the call).
+    assert_eq!(w.server.refresh_requests, 1);
+    match reply {
+        Some(Reply::Token { access, .. }) => assert_eq!(Some(access), before),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.now - T0 < 25_000.0 + 1_000.0);
+}
+
+#[test]
+fn an_expired_token_is_not_handed_out_while_refreshing_is_paused() {
+    let mut w = logged_in(1, 30.0);
+    w.server
+        .faults
+        .push_back(Fault::Status(503, None, Some(120.0)));
+    w.run_for(31_000.0); // the refresh ahead failed; the token expired since
+    assert!(w.tabs[0].keeper.session().is_expired(w.now));
+    let call = w.call(0, |k, now, id| k.need_token(now, id));
+    let reply = w.wait(0, call, 1_000.0);
+    assert!(
+        matches!(reply, Some(Reply::Failed(Error::RefreshThrottled { .. }))),
+        "{reply:?}"
+    );
+    assert!(w.tabs[0].authenticated(), "the session is kept");
+}
+
+#[test]
+fn a_malformed_answer_keeps_the_session_and_is_not_retried_at_once() {
+    let mut w = logged_in(2, 300.0);
+    w.server.faults.push_back(Fault::Malformed);
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    let reply = w.wait(0, call, 5_000.0);
+    assert!(
+        matches!(
+            reply,
+            Some(Reply::Failed(Error::InvalidTokenResponse { .. }))
+        ),
+        "{reply:?}"
+    );
+    assert_eq!(w.server.refresh_requests, 1);
+    assert!(w.tabs[0].authenticated() && w.tabs[1].authenticated());
+    assert!(matches!(
+        w.tabs[0].events_of("refresh-error")[..],
+        [Event::RefreshError { retrying: true, .. }]
+    ));
+    // The other tab was told to back off too.
+    w.run_for(10.0);
+    let call = w.call(1, |k, now, id| k.refresh(now, id));
+    w.run_for(100.0);
+    assert_eq!(w.reply(1, call), None, "it waits the backoff out");
+    assert_eq!(w.server.refresh_requests, 1);
+}
+
+#[test]
+fn a_cookie_tab_that_cannot_join_for_now_says_nothing_to_the_others() {
+    let s = settings(&[("refreshStyle", OptValue::Str("cookie".into()))]);
+    let mut w = World::new(s, 300.0);
+    w.open_tab();
+    w.open_tab();
+    w.server.faults.push_back(Fault::Status(503, None, None));
+    let call = w.call(0, |k, now, id| k.ready(now, id));
+    assert_eq!(w.wait(0, call, 1_000.0), Some(Reply::Ready(false)));
+    w.run_for(50.0);
+    assert!(w.tabs[0].events_of("refresh-error").is_empty());
+    // No backoff was broadcast: the other tab joins right away.
+    let call = w.call(1, |k, now, id| k.ready(now, id));
+    assert_eq!(w.wait(1, call, 1_000.0), Some(Reply::Ready(false)));
+    assert_eq!(w.server.refresh_requests, 2);
+    assert!(w.tabs[1].events_of("sync").is_empty());
+}
+
+#[test]
+fn without_web_locks_a_tab_pauses_at_most_the_spread() {
+    let mut w = World::new(settings(&[]), 300.0);
+    w.locks = false;
+    w.open_tab();
+    w.open_tab();
+    w.login(0);
+    w.run_for(50.0);
+    let now = w.now;
+    let _ = w.call(1, |k, now, id| k.refresh(now, id));
+    let at = w.tabs[1].keeper.poll_timeout().expect("a pause");
+    assert!(at >= now && at < now + 100.0, "{}", at - now);
+    w.run_until(at);
+    let next = w.tabs[1].keeper.poll_timeout().expect("the contended wait");
+    assert!((next - at - 200.0).abs() < 1.0, "{}", next - at);
+}

@@ -48,6 +48,8 @@ pub enum Fault {
     Drop,
     /// The server rotates, but the answer is lost on the way.
     LostAfterRotate,
+    /// A 200 whose body holds no access token.
+    Malformed,
 }
 
 /// The model token server: one family of refresh tokens, rotated on every
@@ -101,6 +103,12 @@ impl Server {
         };
         match fault {
             Some(Fault::Drop) => return Some(TokenAnswer::no_answer()),
+            Some(Fault::Malformed) => {
+                return Some(TokenAnswer::Grant {
+                    grant: RawGrant::default(),
+                    timing,
+                })
+            }
             Some(Fault::Status(status, error, retry_after)) => {
                 return Some(TokenAnswer::Failure {
                     status,
