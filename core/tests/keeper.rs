@@ -837,3 +837,136 @@ fn without_web_locks_a_tab_pauses_at_most_the_spread() {
     let next = w.tabs[1].keeper.poll_timeout().expect("the contended wait");
     assert!((next - at - 200.0).abs() < 1.0, "{}", next - at);
 }
+
+#[test]
+fn the_lock_is_held_a_moment_after_the_broadcast() {
+    let mut w = logged_in(2, 300.0);
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    assert_eq!(w.wait(0, call, 1_000.0), Some(Reply::Done));
+    let done = w.now;
+    assert_eq!(w.lock_holder(), Some(0));
+    w.run_until(done + 49.0);
+    assert_eq!(w.lock_holder(), Some(0), "held 50 ms after the broadcast");
+    w.run_until(done + 51.0);
+    assert_eq!(w.lock_holder(), None);
+    // A tab that waited for it adopts the broadcast tokens at once (no 200 ms wait).
+    let r0 = w.call(0, |k, now, id| k.refresh(now, id));
+    let r1 = w.call(1, |k, now, id| k.refresh(now, id));
+    assert_eq!(w.wait(0, r0, 1_000.0), Some(Reply::Done));
+    let first = w.now;
+    assert_eq!(w.wait(1, r1, 1_000.0), Some(Reply::Done));
+    assert!(w.now - first < 100.0, "{} ms later", w.now - first);
+    assert_eq!(w.server.refresh_requests, 2);
+    // A run that ends before its attempt releases the lock at once.
+    w.run_for(100.0);
+    assert_eq!(w.lock_holder(), None);
+}
+
+#[test]
+fn a_refused_refresh_is_rescued_by_a_tab_with_newer_tokens() {
+    // Tab 1 slept through a rotation; its refresh is then refused. It asks
+    // the other tabs before giving up, and tab 0 has the newer tokens: no
+    // logout anywhere.
+    let mut w = logged_in(2, 300.0);
+    w.tabs[1].frozen = true;
+    let r = w.call(0, |k, now, id| k.refresh(now, id));
+    assert_eq!(w.wait(0, r, 1_000.0), Some(Reply::Done));
+    w.run_for(100.0);
+    w.tabs[1].frozen = false;
+    w.server
+        .faults
+        .push_back(Fault::Status(400, Some("invalid_grant"), None));
+    let call = w.call(1, |k, now, id| k.refresh(now, id));
+    assert_eq!(w.wait(1, call, 1_000.0), Some(Reply::Done));
+    assert!(
+        w.now - T0 < 50.0 + 200.0 + 100.0 + 60.0 + 100.0,
+        "answered as soon as told"
+    );
+    for tab in &w.tabs {
+        assert!(tab.authenticated());
+        assert!(tab.events_of("logout").is_empty());
+    }
+    assert_eq!(w.api_call(1, 1_000.0), Ok(200));
+}
+
+#[test]
+fn newer_tokens_from_another_tab_end_a_retry_wait() {
+    let mut w = logged_in(2, 300.0);
+    w.server.faults.push_back(Fault::Status(503, None, None));
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    w.run_for(100.0);
+    assert_eq!(w.reply(0, call), None, "waiting to retry");
+    // Someone logs in again in tab 1 meanwhile.
+    w.login(1);
+    w.run_for(10.0);
+    assert_eq!(w.reply(0, call), Some(Reply::Done));
+    assert_eq!(w.server.refresh_requests, 1, "no second attempt");
+}
+
+#[test]
+fn a_renewed_token_never_starts_a_session() {
+    let s = settings(&[("renewHeader", OptValue::Str("x-renewed".into()))]);
+    let mut w = World::new(s, 300.0);
+    w.open_tab();
+    w.login(0);
+    w.logout(0);
+    let url = format!("{ORIGIN}/api/me");
+    let answered = tokenkeeper_core::keeper::Answered {
+        generation: 1,
+        status: 200,
+        renewed: Some("renewed-token".into()),
+        server_date: None,
+        sent_at: w.now,
+        replayable: true,
+        replayed: false,
+        url: &url,
+    };
+    let call = w.call(0, |k, now, id| k.response(now, id, answered));
+    assert_eq!(w.reply(0, call), Some(Reply::Return));
+    assert!(!w.tabs[0].authenticated());
+}
+
+#[test]
+fn change_events_follow_the_session() {
+    let mut w = logged_in(2, 300.0);
+    let r = w.call(0, |k, now, id| k.refresh(now, id));
+    assert_eq!(w.wait(0, r, 1_000.0), Some(Reply::Done));
+    w.run_for(10.0);
+    w.logout(1);
+    w.run_for(10.0);
+    for (i, tab) in w.tabs.iter().enumerate() {
+        let changes: Vec<bool> = tab
+            .events_of("change")
+            .iter()
+            .map(|e| match e {
+                Event::Change { authenticated, .. } => *authenticated,
+                _ => unreachable!(),
+            })
+            .collect();
+        // Login (or joining), the refresh, the logout.
+        assert_eq!(changes, [true, true, false], "tab {i}");
+        let gens: Vec<u64> = tab
+            .events_of("change")
+            .iter()
+            .map(|e| match e {
+                Event::Change { generation, .. } => *generation,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert!(gens.windows(2).all(|g| g[0] < g[1]), "tab {i}: {gens:?}");
+    }
+}
+
+#[test]
+fn a_freed_keeper_tells_no_tab_anything() {
+    let mut w = logged_in(2, 300.0);
+    w.close_tab(1);
+    let now = w.now;
+    assert_eq!(w.tabs[1].keeper.logout(now), None);
+    while let Some(c) = w.tabs[1].keeper.poll_command() {
+        assert!(
+            !matches!(c, tokenkeeper_core::keeper::Command::Post(_)),
+            "{c:?}"
+        );
+    }
+}

@@ -249,6 +249,11 @@ impl World {
         self.tabs.len() - 1
     }
 
+    /// The tab holding the Web Lock, if any.
+    pub fn lock_holder(&self) -> Option<usize> {
+        self.lock_holders.front().copied()
+    }
+
     /// A tab logs in (the server issues a family).
     pub fn login(&mut self, tab: usize) {
         let grant = self.server.issue(self.now);
