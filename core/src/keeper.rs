@@ -921,10 +921,8 @@ impl Keeper {
 
     /// A re-check: refresh ahead if the planned moment has passed.
     fn tick(&mut self, now: f64) {
-        if self.freed || self.run.is_some() {
-            return;
-        }
-        if self.planned().is_some_and(|at| now >= at) {
+        // (While a refresh is in flight this joins it, which changes nothing.)
+        if !self.freed && self.planned().is_some_and(|at| now >= at) {
             self.join_run(now, Why::Ahead, None);
         }
     }
