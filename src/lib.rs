@@ -5,10 +5,12 @@
 //! to allowed origins and refreshes once on a 401, silent refresh ahead of
 //! expiry that survives sleep and throttled tabs, and typed errors and events.
 //!
-//! Every decision lives in the `tokenkeeper-core` crate (re-exported here as
-//! [`token`], [`session`], [`protocol`], [`config`]), tested natively with
-//! time passed in; this crate is the web shell (`TokenKeeper`, the exported
-//! class) that turns browser events into core inputs.
+//! Every decision lives in the `tokenkeeper-core` crate, re-exported here:
+//! the [`keeper`] state machine and what it uses ([`session`], [`token`],
+//! [`protocol`], [`config`]), tested natively in simulated time. This crate
+//! is the browser executor (`TokenKeeper`, the exported class): it turns
+//! calls and browser events into the keeper's inputs and carries out its
+//! commands.
 
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -25,7 +27,7 @@
 
 extern crate alloc;
 
-pub use tokenkeeper_core::{config, error, json, protocol, session, token};
+pub use tokenkeeper_core::{config, error, json, keeper, protocol, session, token};
 
 #[cfg(target_arch = "wasm32")]
 mod client;
