@@ -154,7 +154,7 @@ export function events(keeper: TokenKeeper): Array<() => void> {
   offs.push(
     keeper.on("sync", (d) => {
       expectType<Equals<typeof d, SyncDetail>>();
-      const kind: "adopted" | "logout" | "advanced" | "answered" = d.type;
+      const kind: "adopted" | "logout" | "backoff" | "advanced" | "answered" = d.type;
       void [kind, d.from, d.generation];
     }),
   );
