@@ -90,6 +90,7 @@ function drawTabMessage(d) {
   const what = {
     adopted: "adopted the tokens another tab refreshed (no request)",
     logout: "another tab ended the session",
+    backoff: "another tab was told to wait before refreshing: this one waits too",
     advanced: "another tab moved on to a newer generation",
     answered: "a new tab asked for the session: answered with it",
   }[d.type] ?? d.type;
