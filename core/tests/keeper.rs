@@ -137,17 +137,8 @@ fn a_401_on_a_replaced_token_replays_without_refreshing() {
     let refresh = w.call(0, |k, now, id| k.refresh(now, id));
     assert_eq!(w.wait(0, refresh, 1_000.0), Some(Reply::Done));
     let before = w.server.refresh_requests;
-    let answered = tokenkeeper_core::keeper::Answered {
-        generation,
-        status: 401,
-        renewed: None,
-        server_date: None,
-        sent_at: w.now,
-        replayable: true,
-        replayed: false,
-        url: &url,
-    };
-    let call = w.call(0, |k, now, id| k.response(now, id, answered));
+    let a401 = answered(generation, 401, w.now, &url);
+    let call = w.call(0, |k, now, id| k.response(now, id, a401));
     assert!(matches!(w.reply(0, call), Some(Reply::Replay { .. })));
     assert_eq!(w.server.refresh_requests, before);
 }
@@ -333,17 +324,11 @@ fn a_response_for_another_origin_or_no_session_passes_through() {
 fn a_final_401_is_handed_back_with_its_reason() {
     let mut w = logged_in(1, 300.0);
     let url = format!("{ORIGIN}/api/me");
-    let answered = |replayed| tokenkeeper_core::keeper::Answered {
-        generation: 1,
-        status: 401,
-        renewed: None,
-        server_date: None,
-        sent_at: T0,
-        replayable: true,
-        replayed,
-        url: &url,
+    let replayed = tokenkeeper_core::keeper::Answered {
+        replayed: true,
+        ..answered(1, 401, T0, &url)
     };
-    let call = w.call(0, |k, now, id| k.response(now, id, answered(true)));
+    let call = w.call(0, |k, now, id| k.response(now, id, replayed));
     assert_eq!(w.reply(0, call), Some(Reply::Return));
     assert_eq!(
         w.tabs[0].events_of("expired"),
@@ -361,17 +346,11 @@ fn a_renewed_token_in_a_response_header_is_adopted() {
     w.open_tab();
     w.login(0);
     let url = format!("{ORIGIN}/api/me");
-    let answered = tokenkeeper_core::keeper::Answered {
-        generation: 1,
-        status: 200,
+    let renewed = tokenkeeper_core::keeper::Answered {
         renewed: Some("renewed-token".into()),
-        server_date: None,
-        sent_at: w.now,
-        replayable: true,
-        replayed: false,
-        url: &url,
+        ..answered(1, 200, w.now, &url)
     };
-    let call = w.call(0, |k, now, id| k.response(now, id, answered));
+    let call = w.call(0, |k, now, id| k.response(now, id, renewed));
     assert_eq!(w.reply(0, call), Some(Reply::Return));
     let tokens = w.tabs[0]
         .keeper
@@ -924,17 +903,11 @@ fn a_renewed_token_never_starts_a_session() {
     w.login(0);
     w.logout(0);
     let url = format!("{ORIGIN}/api/me");
-    let answered = tokenkeeper_core::keeper::Answered {
-        generation: 1,
-        status: 200,
+    let renewed = tokenkeeper_core::keeper::Answered {
         renewed: Some("renewed-token".into()),
-        server_date: None,
-        sent_at: w.now,
-        replayable: true,
-        replayed: false,
-        url: &url,
+        ..answered(1, 200, w.now, &url)
     };
-    let call = w.call(0, |k, now, id| k.response(now, id, answered));
+    let call = w.call(0, |k, now, id| k.response(now, id, renewed));
     assert_eq!(w.reply(0, call), Some(Reply::Return));
     assert!(!w.tabs[0].authenticated());
 }

@@ -160,6 +160,21 @@ impl Server {
     }
 }
 
+/// The answer to a request sent with the token of `generation` at `sent_at`:
+/// no renewal, replayable, not yet replayed (change fields with `..`).
+pub fn answered(generation: u64, status: u16, sent_at: f64, url: &str) -> Answered<'_> {
+    Answered {
+        generation,
+        status,
+        renewed: None,
+        server_date: None,
+        sent_at,
+        replayable: true,
+        replayed: false,
+        url,
+    }
+}
+
 /// One tab: its keeper and what it was told.
 pub struct Tab {
     pub keeper: Keeper,
@@ -316,32 +331,17 @@ impl World {
             None => return Err(Reply::Failed(tokenkeeper_core::Error::NotAuthenticated)),
         };
         let status = self.server.api(self.now, &access);
-        let answered = Answered {
-            generation,
-            status,
-            renewed: None,
-            server_date: None,
-            sent_at: self.now,
-            replayable: true,
-            replayed: false,
-            url: &url,
-        };
-        let call = self.call(tab, |k, now, id| k.response(now, id, answered));
+        let first = answered(generation, status, self.now, &url);
+        let call = self.call(tab, |k, now, id| k.response(now, id, first));
         match self.wait(tab, call, max_ms) {
             Some(Reply::Return) => Ok(status),
             Some(Reply::Replay { access }) => {
                 let status = self.server.api(self.now, &access);
-                let answered = Answered {
-                    generation,
-                    status,
-                    renewed: None,
-                    server_date: None,
-                    sent_at: self.now,
-                    replayable: true,
+                let second = Answered {
                     replayed: true,
-                    url: &url,
+                    ..answered(generation, status, self.now, &url)
                 };
-                let call = self.call(tab, |k, now, id| k.response(now, id, answered));
+                let call = self.call(tab, |k, now, id| k.response(now, id, second));
                 match self.wait(tab, call, max_ms) {
                     Some(Reply::Return) => Ok(status),
                     other => Err(other.unwrap_or(Reply::Passthrough)),
