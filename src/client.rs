@@ -57,8 +57,9 @@ struct Slot {
 
 struct Inner {
     id: u32,
-    /// A copy of the keeper's settings, for carrying out its requests.
-    settings: Settings,
+    /// A copy of the keeper's settings, for carrying out its requests
+    /// (shared with the requests in flight, not copied for each).
+    settings: Rc<Settings>,
     keeper: RefCell<Keeper>,
     exec: RefCell<Exec>,
 }
@@ -153,7 +154,7 @@ impl TokenKeeper {
             };
             Inner {
                 id,
-                settings: settings.clone(),
+                settings: Rc::new(settings.clone()),
                 keeper: RefCell::new(Keeper::new(settings, env)),
                 exec: RefCell::new(Exec {
                     timer: None,
