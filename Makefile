@@ -24,18 +24,11 @@ bootstrap-build:
 ## and <script type="module">), the classic-script build in pkg/classic/ (the
 ## global `tokenkeeper`, for a plain <script src>), their package.json, and the
 ## packed tarball target/npm/tokenkeeper.tgz, exactly what `npm publish` sends.
-WASM_ARTIFACT = $${CARGO_TARGET_DIR:-target}/$(WASM_TARGET)/release/tokenkeeper.wasm
 # Panic locations in the wasm name source files: keep the build machine's
 # paths (home, checkout) out of the shipped package.
 BUILD_RUSTFLAGS = --remap-path-prefix=$(HOME)=~ --remap-path-prefix=$(CURDIR)=.
 build: bootstrap-build
 	RUSTFLAGS="$(BUILD_RUSTFLAGS)" wasm-pack build --release --target web --out-dir pkg
-	rm -rf pkg/classic
-	wasm-bindgen --target no-modules --no-modules-global tokenkeeper --no-typescript \
-		--out-dir pkg/classic $(WASM_ARTIFACT)
-	@# Both targets link the same module (same imports and exports): reuse the
-	@# one wasm-pack optimized with wasm-opt.
-	cp pkg/tokenkeeper_bg.wasm pkg/classic/tokenkeeper_bg.wasm
 	node scripts/package.mjs pkg
 	@mkdir -p target/npm
 	@rm -f target/npm/tokenkeeper*.tgz

@@ -32,11 +32,7 @@ pub use tokenkeeper_core::{config, error, json, keeper, protocol, session, token
 #[cfg(target_arch = "wasm32")]
 mod client;
 #[cfg(target_arch = "wasm32")]
-mod http;
-#[cfg(target_arch = "wasm32")]
 mod interop;
-#[cfg(target_arch = "wasm32")]
-mod tabs;
 #[cfg(target_arch = "wasm32")]
 mod typescript;
 

@@ -37,5 +37,6 @@ pub mod protocol;
 pub mod session;
 pub mod testing;
 pub mod token;
+pub mod wire;
 
 pub use error::Error;

@@ -1,0 +1,579 @@
+//! What the keeper says to the browser executor, as JSON text: its
+//! [`Command`]s (with event details, tab messages, errors and token-endpoint
+//! requests spelled out in full), and what the executor's answers mean.
+//!
+//! The executor is a small JavaScript module. It parses one command at a
+//! time with `JSON.parse` and carries it out as written: every field of an
+//! event detail, every header and body of a request, every error's code and
+//! message is decided here, where native tests see it. JSON, because the
+//! browser parses it natively and it crosses the wasm boundary as one string.
+//!
+//! The commands, by their `c` field:
+//!
+//! | `c` | fields | the executor |
+//! |---|---|---|
+//! | `send` | `q`: a [request](refresh_request) | sends it, answers with the response |
+//! | `lock` / `unlock` | | requests / releases the tabs' refresh lock |
+//! | `post` | `m`: the tab message | posts it on the channel |
+//! | `emit` | `k`: the event, `d`: its detail | calls the event's listeners |
+//! | `settle` | `id`, `r` and the reply's fields | ends the waiting call |
+
+use crate::config::{RefreshStyle, Settings};
+use crate::error::Error;
+use crate::keeper::{Command, Event, LogoutNotice, Reply, TokenAnswer};
+use crate::protocol::{Message, VERSION};
+use crate::token::{RawGrant, Timing};
+use alloc::string::String;
+
+/// A JSON text being written: an object at a time, keys in order.
+struct Writer {
+    out: String,
+    /// Whether the object being written has no member yet.
+    first: bool,
+}
+
+impl Writer {
+    fn new() -> Writer {
+        let mut w = Writer {
+            out: String::new(),
+            first: true,
+        };
+        w.out.push('{');
+        w
+    }
+
+    fn key(&mut self, key: &str) -> &mut Writer {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        string(&mut self.out, key);
+        self.out.push(':');
+        self
+    }
+
+    fn str(&mut self, key: &str, value: &str) -> &mut Writer {
+        self.key(key);
+        string(&mut self.out, value);
+        self
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut Writer {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self,
+        }
+    }
+
+    fn num(&mut self, key: &str, value: f64) -> &mut Writer {
+        self.key(key);
+        number(&mut self.out, value);
+        self
+    }
+
+    fn opt_num(&mut self, key: &str, value: Option<f64>) -> &mut Writer {
+        match value {
+            Some(v) => self.num(key, v),
+            None => self,
+        }
+    }
+
+    fn null(&mut self, key: &str) -> &mut Writer {
+        self.key(key);
+        self.out.push_str("null");
+        self
+    }
+
+    fn bool(&mut self, key: &str, value: bool) -> &mut Writer {
+        self.key(key);
+        self.out.push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    /// Opens an object as the value of `key`.
+    fn open(&mut self, key: &str) -> &mut Writer {
+        self.key(key);
+        self.out.push('{');
+        self.first = true;
+        self
+    }
+
+    fn close(&mut self) -> &mut Writer {
+        self.out.push('}');
+        self.first = false;
+        self
+    }
+
+    fn done(&mut self) -> String {
+        self.out.push('}');
+        core::mem::take(&mut self.out)
+    }
+}
+
+/// Appends `s` as a JSON string, escaped as `JSON.stringify` escapes it.
+fn string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                out.push_str("\\u00");
+                out.push(hex_digit(c as u32 >> 4));
+                out.push(hex_digit(c as u32 & 0xf));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn hex_digit(n: u32) -> char {
+    char::from_digit(n, 16).unwrap_or('0')
+}
+
+/// Appends `x` as a JSON number that `JSON.parse` reads back as exactly `x`:
+/// its exact decimal expansion (every finite binary fraction has one), so no
+/// shortest-form float formatting is linked in. Not finite → `null`.
+/// Fractions finer than 2^-116 (never a time or a count) are dropped.
+pub fn number(out: &mut String, x: f64) {
+    if !x.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    if x < 0.0 {
+        out.push('-');
+    }
+    let x = if x < 0.0 { -x } else { x };
+    if x >= 18_446_744_073_709_551_616.0 {
+        // Beyond u64 every double is an integer: its digits, exactly.
+        let bits = x.to_bits();
+        let exp = ((bits >> 52) & 0x7ff) as u32;
+        let mantissa = (bits & ((1u64 << 52) - 1)) | (1u64 << 52);
+        digits_of_big(out, mantissa, exp.saturating_sub(1075));
+        return;
+    }
+    let int = x as u64;
+    crate::error::push_number(out, int);
+    let frac = x - int as f64;
+    if frac <= 0.0 {
+        return;
+    }
+    let bits = frac.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as u32;
+    let shift = 1075u32.saturating_sub(exp);
+    if exp == 0 || shift > 116 {
+        return;
+    }
+    let mut m = u128::from((bits & ((1u64 << 52) - 1)) | (1u64 << 52));
+    let mask = (1u128 << shift) - 1;
+    out.push('.');
+    while m != 0 {
+        m *= 10;
+        out.push(char::from(b'0' + (m >> shift) as u8));
+        m &= mask;
+    }
+}
+
+/// `mantissa * 2^shift` in decimal (shift ≤ 971), by long multiplication in
+/// base 10^9 limbs.
+fn digits_of_big(out: &mut String, mantissa: u64, shift: u32) {
+    const BASE: u64 = 1_000_000_000;
+    // 2^1024 < 10^309: 35 limbs of 9 digits are enough.
+    let mut limbs = [0u64; 35];
+    let mut len = 0;
+    let mut m = mantissa;
+    while m != 0 {
+        if let Some(l) = limbs.get_mut(len) {
+            *l = m % BASE;
+        }
+        m /= BASE;
+        len += 1;
+    }
+    for _ in 0..shift {
+        let mut carry = 0;
+        for l in limbs.iter_mut().take(len) {
+            let v = *l * 2 + carry;
+            *l = v % BASE;
+            carry = v / BASE;
+        }
+        if carry != 0 {
+            if let Some(l) = limbs.get_mut(len) {
+                *l = carry;
+                len += 1;
+            }
+        }
+    }
+    let mut first = true;
+    for l in limbs.iter().take(len).rev() {
+        if first {
+            crate::error::push_number(out, *l);
+            first = false;
+        } else {
+            let mut n = String::new();
+            crate::error::push_number(&mut n, *l);
+            for _ in n.len()..9 {
+                out.push('0');
+            }
+            out.push_str(&n);
+        }
+    }
+}
+
+/// The first thing the executor is told: how requests carry the token.
+/// `header` is the header's name, `renew` the response header that may
+/// carry a renewed token (or `null`), `manual` whether a request with the
+/// token must not follow redirects by itself (a custom header, which
+/// browsers keep across origins, unlike `Authorization`).
+pub fn executor_config(settings: &Settings) -> String {
+    let mut w = Writer::new();
+    w.str("header", &settings.header);
+    match &settings.renew_header {
+        Some(h) => w.str("renew", h),
+        None => w.null("renew"),
+    };
+    w.bool(
+        "manual",
+        !settings.header.eq_ignore_ascii_case("authorization"),
+    );
+    w.done()
+}
+
+/// A command as the executor reads it; `tab_id` is this tab's id on the
+/// channel (the `from` of its messages).
+pub fn command(command: &Command, tab_id: &str, settings: &Settings) -> String {
+    let mut w = Writer::new();
+    match command {
+        Command::Refresh { refresh_token } => {
+            w.str("c", "send");
+            w.key("q");
+            w.out
+                .push_str(&refresh_request(settings, refresh_token.as_deref()));
+        }
+        Command::AcquireLock => {
+            w.str("c", "lock");
+        }
+        Command::ReleaseLock => {
+            w.str("c", "unlock");
+        }
+        Command::Post(message) => {
+            w.str("c", "post");
+            w.key("m");
+            w.out.push_str(&tab_message(message, tab_id));
+        }
+        Command::Emit(event) => {
+            w.str("c", "emit").str("k", event.kind().as_str());
+            w.key("d");
+            w.out.push_str(&detail(event));
+        }
+        Command::Settle { call, reply } => {
+            w.str("c", "settle").num("id", f64::from(call.0));
+            self::reply(&mut w, reply, settings);
+        }
+    }
+    w.done()
+}
+
+/// A reply's fields: `r` names it (`pass`, `token`, `return`, `replay`,
+/// `done`, `ready`, `error`); a token comes with the header value that
+/// carries it (`v`).
+fn reply(w: &mut Writer, reply: &Reply, settings: &Settings) {
+    match reply {
+        Reply::Passthrough => {
+            w.str("r", "pass");
+        }
+        Reply::Token { generation, access } => {
+            w.str("r", "token")
+                .num("g", *generation as f64)
+                .str("a", access)
+                .str("v", &settings.header_value(access));
+        }
+        Reply::Return => {
+            w.str("r", "return");
+        }
+        Reply::Replay { access } => {
+            w.str("r", "replay")
+                .str("v", &settings.header_value(access));
+        }
+        Reply::Done => {
+            w.str("r", "done");
+        }
+        Reply::Ready(authenticated) => {
+            w.str("r", "ready").bool("ok", *authenticated);
+        }
+        Reply::Failed(e) => {
+            w.str("r", "error");
+            w.key("e");
+            w.out.push_str(&error(e));
+        }
+    }
+}
+
+/// A tab message, as posted on the channel (see [`crate::protocol`]).
+pub fn tab_message(message: &Message, from: &str) -> String {
+    let mut w = Writer::new();
+    w.num("v", VERSION)
+        .str("from", from)
+        .num("gen", message.gen() as f64);
+    match message {
+        Message::Hello { .. } => {
+            w.str("type", "hello");
+        }
+        Message::Session { tokens, .. } => {
+            w.str("type", "session")
+                .str("access", &tokens.access)
+                .opt_str("refresh", tokens.refresh.as_deref())
+                .opt_num("expiresAt", tokens.expires_at)
+                .num("issuedAt", tokens.issued_at);
+        }
+        Message::Logout { reason, .. } => {
+            w.str("type", "logout").str("reason", reason);
+        }
+        Message::Backoff { until, .. } => {
+            w.str("type", "backoff").num("until", *until);
+        }
+    }
+    w.done()
+}
+
+/// An event's detail object, as the `.d.ts` describes it (never a token).
+pub fn detail(event: &Event) -> String {
+    let mut w = Writer::new();
+    match event {
+        Event::Refresh {
+            source,
+            expires_at,
+            generation,
+        } => {
+            w.str("source", source.as_str())
+                .opt_num("expiresAt", *expires_at)
+                .num("generation", *generation as f64);
+        }
+        Event::RefreshError {
+            error,
+            retrying,
+            retry_in_ms,
+        } => {
+            w.str("code", error.code())
+                .str("message", &error.message())
+                .bool("retrying", *retrying)
+                .bool("fatal", !*retrying)
+                .opt_num("status", error.status().map(f64::from))
+                .opt_str("error", error.oauth_error())
+                .opt_num("retryInMs", retry_in_ms.map(round));
+        }
+        Event::Expired { reason, url } => {
+            w.str("reason", reason.as_str()).str("url", url);
+        }
+        Event::Logout { reason } => {
+            w.str("reason", reason.as_str());
+        }
+        Event::Change {
+            authenticated,
+            expires_at,
+            generation,
+        } => {
+            w.bool("isAuthenticated", *authenticated)
+                .opt_num("expiresAt", *expires_at)
+                .num("generation", *generation as f64);
+        }
+        Event::Sync {
+            kind,
+            from,
+            generation,
+        } => {
+            w.str("type", kind.as_str())
+                .str("from", from)
+                .num("generation", *generation as f64);
+        }
+    }
+    w.done()
+}
+
+/// `Math.round`: the nearest integer, halves rounded up.
+fn round(x: f64) -> f64 {
+    -crate::json::ceil(-(x + 0.5))
+}
+
+/// An error as the executor turns it into a `TokenKeeperError`: `code`,
+/// `message`, and `status` / `error` / `retryInMs` / `option` where they apply.
+pub fn error(e: &Error) -> String {
+    let mut w = Writer::new();
+    w.str("code", e.code())
+        .str("message", &e.message())
+        .opt_num("status", e.status().map(f64::from))
+        .opt_str("error", e.oauth_error());
+    match e {
+        Error::RefreshUnavailable { retry_in_ms, .. } | Error::RefreshThrottled { retry_in_ms } => {
+            w.num("retryInMs", round(*retry_in_ms));
+        }
+        Error::InvalidOption { option, .. } => {
+            w.str("option", option);
+        }
+        _ => {}
+    }
+    w.done()
+}
+
+/// A `POST` to a token endpoint, as the executor sends it: `url`, headers
+/// `h`, body `b` and credentials mode `cr` (always `cache: "no-store"`).
+fn post(
+    url: &str,
+    body: &str,
+    content_type: &str,
+    include: bool,
+    token: Option<(&str, &str)>,
+) -> String {
+    let mut w = Writer::new();
+    w.str("url", url);
+    w.open("h")
+        .str("Content-Type", content_type)
+        .str("Accept", "application/json");
+    if let Some((name, value)) = token {
+        w.str(name, value);
+    }
+    w.close();
+    w.str("b", body)
+        .str("cr", if include { "include" } else { "same-origin" });
+    w.done()
+}
+
+fn json_body(key: &str, value: &str) -> String {
+    let mut w = Writer::new();
+    w.str(key, value);
+    w.done()
+}
+
+/// Appends `s` form-urlencoded, as `URLSearchParams` serializes it.
+fn form_value(out: &mut String, s: &str) {
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            b => {
+                out.push('%');
+                out.push(hex_digit(u32::from(b >> 4)).to_ascii_uppercase());
+                out.push(hex_digit(u32::from(b & 0xf)).to_ascii_uppercase());
+            }
+        }
+    }
+}
+
+/// The refresh request in the configured style: the refresh token in a JSON
+/// body, an RFC 6749 form (`grant_type=refresh_token`, with `client_id` and
+/// `scope` when set), or an empty JSON body with the HttpOnly cookie.
+pub fn refresh_request(settings: &Settings, refresh_token: Option<&str>) -> String {
+    let rt = refresh_token.unwrap_or_default();
+    match settings.refresh_style {
+        RefreshStyle::Json => post(
+            &settings.refresh_url,
+            &json_body(&settings.fields.refresh_token, rt),
+            "application/json",
+            false,
+            None,
+        ),
+        RefreshStyle::Form => {
+            let mut body = String::from("grant_type=refresh_token&refresh_token=");
+            form_value(&mut body, rt);
+            for (key, value) in [
+                ("&client_id=", &settings.client_id),
+                ("&scope=", &settings.scope),
+            ] {
+                if let Some(v) = value {
+                    body.push_str(key);
+                    form_value(&mut body, v);
+                }
+            }
+            post(
+                &settings.refresh_url,
+                &body,
+                "application/x-www-form-urlencoded;charset=UTF-8",
+                false,
+                None,
+            )
+        }
+        RefreshStyle::Cookie => post(&settings.refresh_url, "{}", "application/json", true, None),
+    }
+}
+
+/// `login(url, credentials)`: `{"q": request}` posting the credentials (a
+/// JSON object text) to `url` — or `{"e": error}` naming the bad argument.
+/// Cookie mode sends credentials, so the answer's `Set-Cookie` is kept.
+pub fn login_request(settings: &Settings, url: Option<&str>, credentials: Option<&str>) -> String {
+    let mut w = Writer::new();
+    let failed = match (url, credentials.filter(|c| c.starts_with('{'))) {
+        (None, _) => Error::InvalidArgument {
+            argument: "url",
+            reason: "is not a valid URL",
+        },
+        (Some(_), None) => Error::InvalidArgument {
+            argument: "credentials",
+            reason: "must be an object that JSON can encode",
+        },
+        (Some(url), Some(body)) => {
+            let cookie = settings.refresh_style == RefreshStyle::Cookie;
+            w.key("q");
+            w.out
+                .push_str(&post(url, body, "application/json", cookie, None));
+            return w.done();
+        }
+    };
+    w.key("e");
+    w.out.push_str(&error(&failed));
+    w.done()
+}
+
+/// Telling the logout endpoint (best effort): the refresh token to revoke in
+/// a JSON body, the access token attached when the endpoint's origin is allowed.
+pub fn logout_request(settings: &Settings, notice: &LogoutNotice) -> String {
+    let body = match &notice.refresh {
+        Some(rt) => json_body(&settings.fields.refresh_token, rt),
+        None => String::from("{}"),
+    };
+    let value = notice.access.as_deref().map(|a| settings.header_value(a));
+    post(
+        &notice.url,
+        &body,
+        "application/json",
+        settings.refresh_style == RefreshStyle::Cookie,
+        value.as_deref().map(|v| (settings.header.as_str(), v)),
+    )
+}
+
+/// What a token endpoint's answer says, from what the executor read of it:
+/// the status (0 when no answer came), the body's token fields when it was a
+/// JSON object (`None` otherwise), its OAuth `error`, and `Retry-After` in ms.
+pub fn token_answer(
+    status: u16,
+    body: Option<(RawGrant, Option<String>)>,
+    retry_after_ms: Option<f64>,
+    timing: Timing,
+) -> TokenAnswer {
+    if status == 0 {
+        return TokenAnswer::no_answer();
+    }
+    if !(200..300).contains(&status) {
+        return TokenAnswer::Failure {
+            status,
+            oauth_error: body.and_then(|(_, e)| e),
+            retry_after_ms,
+            malformed: None,
+        };
+    }
+    match body {
+        Some((grant, _)) => TokenAnswer::Grant { grant, timing },
+        None => TokenAnswer::Failure {
+            status,
+            oauth_error: None,
+            retry_after_ms: None,
+            malformed: Some("the body is not a JSON object"),
+        },
+    }
+}
