@@ -12,9 +12,10 @@ use tokenkeeper_core::config::{OptValue, Settings};
 use tokenkeeper_core::keeper::{
     Answered, CallId, Command, Env, Event, Keeper, LogoutNotice, Reply, TokenAnswer,
 };
-use tokenkeeper_core::protocol::{Message, VERSION};
+use tokenkeeper_core::protocol::Message;
 use tokenkeeper_core::testing::{TestUrls as Urls, TEST_ORIGIN};
 use tokenkeeper_core::token::{RawGrant, Timing};
+use tokenkeeper_core::wire;
 
 thread_local! {
     /// Worlds made on this thread wake every tab at every step, due or not
@@ -537,35 +538,27 @@ impl World {
     }
 }
 
-/// A message as the shell posts it (`{v, from, gen, type, …}`).
+/// A message as a tab posts it: the keeper's JSON (`wire::tab_message`),
+/// parsed as the browser's executor parses it, and as the receiving tab's
+/// shell hands it over.
 pub fn encode(message: &Message, from: &str) -> OptValue {
-    let mut e: Vec<(String, OptValue)> = vec![
-        ("v".into(), OptValue::Num(VERSION)),
-        ("from".into(), OptValue::Str(from.into())),
-        ("gen".into(), OptValue::Num(message.gen() as f64)),
-    ];
-    let s = |v: &str| OptValue::Str(v.into());
-    match message {
-        Message::Hello { .. } => e.push(("type".into(), s("hello"))),
-        Message::Session { tokens, .. } => {
-            e.push(("type".into(), s("session")));
-            e.push(("access".into(), s(&tokens.access)));
-            if let Some(r) = &tokens.refresh {
-                e.push(("refresh".into(), s(r)));
-            }
-            if let Some(at) = tokens.expires_at {
-                e.push(("expiresAt".into(), OptValue::Num(at)));
-            }
-            e.push(("issuedAt".into(), OptValue::Num(tokens.issued_at)));
-        }
-        Message::Logout { reason, .. } => {
-            e.push(("type".into(), s("logout")));
-            e.push(("reason".into(), s(reason)));
-        }
-        Message::Backoff { until, .. } => {
-            e.push(("type".into(), s("backoff")));
-            e.push(("until".into(), OptValue::Num(*until)));
+    match serde_json::from_str(&wire::tab_message(message, from)) {
+        Ok(v) => from_json(&v),
+        Err(e) => panic!("the tab message is not JSON: {e}"),
+    }
+}
+
+/// A parsed JSON value in the options' neutral form.
+pub fn from_json(v: &serde_json::Value) -> OptValue {
+    use serde_json::Value;
+    match v {
+        Value::Null => OptValue::Null,
+        Value::Bool(b) => OptValue::Bool(*b),
+        Value::Number(n) => OptValue::Num(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => OptValue::Str(s.clone()),
+        Value::Array(a) => OptValue::List(a.iter().map(from_json).collect()),
+        Value::Object(o) => {
+            OptValue::Map(o.iter().map(|(k, v)| (k.clone(), from_json(v))).collect())
         }
     }
-    OptValue::Map(e)
 }

@@ -1,0 +1,456 @@
+//! What the keeper tells the browser executor (core/src/wire.rs): every
+//! command is JSON that `JSON.parse` (here serde_json) reads, with the data
+//! the executor carries out spelled exactly as the API promises it.
+
+mod sim;
+
+use serde_json::{json, Value};
+use sim::settings;
+use tokenkeeper_core::config::OptValue;
+use tokenkeeper_core::keeper::{
+    CallId, Command, Event, ExpiredReason, LogoutNotice, LogoutReason, Reply, Source, SyncKind,
+    TokenAnswer,
+};
+use tokenkeeper_core::protocol::Message;
+use tokenkeeper_core::token::{RawGrant, Timing, TokenSet};
+use tokenkeeper_core::{wire, Error};
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn command(c: Command) -> Value {
+    parse(&wire::command(&c, "tab1", &settings(&[])))
+}
+
+fn number(x: f64) -> String {
+    let mut s = String::new();
+    wire::number(&mut s, x);
+    s
+}
+
+#[test]
+fn numbers_read_back_exactly() {
+    let cases = [
+        0.0,
+        1.0,
+        -1.0,
+        42.0,
+        1_700_000_000_123.0,
+        1_700_000_000_123.25,
+        1_700_000_000_123.337_890_625,
+        0.1,
+        -0.5,
+        1.0 / 3.0,
+        9_007_199_254_740_991.0,
+        9_007_199_254_740_993.0,
+        1.8e19,
+        1e300,
+        f64::MAX,
+        123_456.789,
+    ];
+    for x in cases {
+        let text = number(x);
+        let back: f64 = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(back.to_bits(), x.to_bits(), "{x} written as {text}");
+        assert_eq!(parse(&text).as_f64(), Some(x), "JSON {text}");
+    }
+    assert_eq!(number(3.0), "3");
+    assert_eq!(number(0.5), "0.5");
+    assert_eq!(number(-2.25), "-2.25");
+    assert_eq!(number(f64::NAN), "null");
+    assert_eq!(number(f64::INFINITY), "null");
+    assert_eq!(number(1e20), "100000000000000000000");
+}
+
+#[test]
+fn strings_are_escaped_as_json_stringify_does() {
+    let nasty = "q\"b\\s/n\nr\rt\tb\u{8}f\u{c}nul\u{0}x\u{1f}é😀\u{7f}";
+    let c = command(Command::Emit(Event::Expired {
+        reason: ExpiredReason::NoSession,
+        url: nasty.into(),
+    }));
+    assert_eq!(c["d"]["url"], nasty);
+    let text = wire::command(
+        &Command::Emit(Event::Expired {
+            reason: ExpiredReason::NoSession,
+            url: nasty.into(),
+        }),
+        "t",
+        &settings(&[]),
+    );
+    assert!(
+        text.contains(r#""q\"b\\s/n\nr\rt\tb\bf\fnul\u0000x\u001fé😀"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_token_reply_carries_the_header_value() {
+    let c = command(Command::Settle {
+        call: CallId(7),
+        reply: Reply::Token {
+            generation: 3,
+            access: "abc".into(),
+        },
+    });
+    assert_eq!(
+        c,
+        json!({"c": "settle", "id": 7, "r": "token", "g": 3, "a": "abc", "v": "Bearer abc"})
+    );
+    let raw = settings(&[
+        ("scheme", OptValue::Null),
+        ("header", OptValue::Str("x-auth-token".into())),
+    ]);
+    let c = parse(&wire::command(
+        &Command::Settle {
+            call: CallId(1),
+            reply: Reply::Replay { access: "t".into() },
+        },
+        "x",
+        &raw,
+    ));
+    assert_eq!(c, json!({"c": "settle", "id": 1, "r": "replay", "v": "t"}));
+    assert_eq!(
+        parse(&wire::executor_config(&raw)),
+        json!({"header": "x-auth-token", "renew": null, "manual": true})
+    );
+    let renew = settings(&[("renewHeader", OptValue::Str("X-Renewed".into()))]);
+    assert_eq!(
+        parse(&wire::executor_config(&renew)),
+        json!({"header": "Authorization", "renew": "X-Renewed", "manual": false})
+    );
+}
+
+#[test]
+fn every_reply_is_named() {
+    let cases = [
+        (Reply::Passthrough, json!({"r": "pass"})),
+        (Reply::Return, json!({"r": "return"})),
+        (Reply::Done, json!({"r": "done"})),
+        (Reply::Ready(true), json!({"r": "ready", "ok": true})),
+        (Reply::Ready(false), json!({"r": "ready", "ok": false})),
+    ];
+    for (reply, want) in cases {
+        let mut c = command(Command::Settle {
+            call: CallId(2),
+            reply,
+        });
+        assert_eq!(c["c"], "settle");
+        assert_eq!(c["id"], 2);
+        let obj = c.as_object_mut().unwrap();
+        obj.remove("c");
+        obj.remove("id");
+        assert_eq!(c, want);
+    }
+    let c = command(Command::Settle {
+        call: CallId(4),
+        reply: Reply::Failed(Error::RefreshThrottled {
+            retry_in_ms: 1499.6,
+        }),
+    });
+    assert_eq!(c["r"], "error");
+    assert_eq!(c["e"]["code"], "refresh_throttled");
+    assert_eq!(c["e"]["retryInMs"], 1500.0);
+    assert!(
+        c["e"]["message"].as_str().unwrap().contains("paused for"),
+        "{c}"
+    );
+}
+
+#[test]
+fn errors_name_what_applies() {
+    let e = parse(&wire::error(&Error::option("refreshUrl", "is required")));
+    assert_eq!(
+        e,
+        json!({"code": "invalid_option", "message": "invalid option `refreshUrl`: is required", "option": "refreshUrl"})
+    );
+    let e = parse(&wire::error(&Error::SessionEnded {
+        status: 400,
+        oauth_error: Some("invalid_grant".into()),
+    }));
+    assert_eq!(e["code"], "session_ended");
+    assert_eq!(e["status"], 400);
+    assert_eq!(e["error"], "invalid_grant");
+    assert!(e.get("retryInMs").is_none() && e.get("option").is_none());
+    let e = parse(&wire::error(&Error::Freed));
+    assert_eq!(e.as_object().map(|o| o.len()), Some(2), "{e}");
+}
+
+#[test]
+fn event_details_are_as_the_types_say() {
+    let cases = [
+        (
+            Event::Refresh {
+                source: Source::RenewHeader,
+                expires_at: Some(1_700_000_060_000.5),
+                generation: 4,
+            },
+            json!({"source": "renew-header", "expiresAt": 1_700_000_060_000.5, "generation": 4}),
+        ),
+        (
+            Event::Refresh {
+                source: Source::Timer,
+                expires_at: None,
+                generation: 1,
+            },
+            json!({"source": "timer", "generation": 1}),
+        ),
+        (
+            Event::RefreshError {
+                error: Error::RefreshUnavailable {
+                    status: 503,
+                    oauth_error: None,
+                    retry_in_ms: 2000.0,
+                },
+                retrying: true,
+                retry_in_ms: Some(1999.5),
+            },
+            json!({"code": "refresh_unavailable", "retrying": true, "fatal": false, "status": 503, "retryInMs": 2000}),
+        ),
+        (
+            Event::Logout {
+                reason: LogoutReason::RefreshFailed,
+            },
+            json!({"reason": "refresh-failed"}),
+        ),
+        (
+            Event::Change {
+                authenticated: false,
+                expires_at: None,
+                generation: 9,
+            },
+            json!({"isAuthenticated": false, "generation": 9}),
+        ),
+        (
+            Event::Sync {
+                kind: SyncKind::Backoff,
+                from: "abc".into(),
+                generation: 2,
+            },
+            json!({"type": "backoff", "from": "abc", "generation": 2}),
+        ),
+    ];
+    for (event, mut want) in cases {
+        let kind = event.kind().as_str();
+        let c = command(Command::Emit(event));
+        assert_eq!(c["c"], "emit");
+        assert_eq!(c["k"], kind);
+        let mut d = c["d"].clone();
+        // The message is the error's own text: checked in tests/keeper.rs.
+        if let Some(m) = d.as_object_mut().and_then(|o| o.remove("message")) {
+            assert!(m.is_string());
+        }
+        if let Some(o) = want.as_object_mut() {
+            o.remove("message");
+        }
+        assert_eq!(d, want);
+    }
+}
+
+#[test]
+fn tab_messages_carry_the_protocol_fields() {
+    let tokens = TokenSet {
+        access: "a".into(),
+        refresh: Some("r".into()),
+        expires_at: Some(1_700_000_060_000.0),
+        issued_at: 1_700_000_000_000.0,
+    };
+    let c = command(Command::Post(Message::Session {
+        gen: 5,
+        tokens: tokens.clone(),
+    }));
+    assert_eq!(
+        c,
+        json!({"c": "post", "m": {"v": 1, "from": "tab1", "gen": 5, "type": "session", "access": "a",
+            "refresh": "r", "expiresAt": 1_700_000_060_000u64, "issuedAt": 1_700_000_000_000u64}})
+    );
+    let cookie = TokenSet {
+        refresh: None,
+        expires_at: None,
+        ..tokens
+    };
+    let m = parse(&wire::tab_message(
+        &Message::Session {
+            gen: 1,
+            tokens: cookie,
+        },
+        "t",
+    ));
+    assert!(
+        m.get("refresh").is_none() && m.get("expiresAt").is_none(),
+        "{m}"
+    );
+    let m = parse(&wire::tab_message(&Message::Hello { gen: 0 }, "t"));
+    assert_eq!(m, json!({"v": 1, "from": "t", "gen": 0, "type": "hello"}));
+    let m = parse(&wire::tab_message(
+        &Message::Logout {
+            gen: 3,
+            reason: "local".into(),
+        },
+        "t",
+    ));
+    assert_eq!(m["type"], "logout");
+    assert_eq!(m["reason"], "local");
+    let m = parse(&wire::tab_message(
+        &Message::Backoff {
+            gen: 3,
+            until: 1_700_000_000_500.0,
+        },
+        "t",
+    ));
+    assert_eq!(m["until"], 1_700_000_000_500u64);
+    assert_eq!(command(Command::AcquireLock), json!({"c": "lock"}));
+    assert_eq!(command(Command::ReleaseLock), json!({"c": "unlock"}));
+}
+
+fn refresh(pairs: &[(&str, OptValue)], rt: Option<&str>) -> Value {
+    let c = parse(&wire::command(
+        &Command::Refresh {
+            refresh_token: rt.map(String::from),
+        },
+        "t",
+        &settings(pairs),
+    ));
+    assert_eq!(c["c"], "send");
+    c["q"].clone()
+}
+
+#[test]
+fn refresh_requests_in_each_style() {
+    let q = refresh(&[], Some("r\"1"));
+    assert_eq!(
+        q,
+        json!({"url": "https://app.example/token", "h": {"Content-Type": "application/json",
+            "Accept": "application/json"}, "b": "{\"refresh_token\":\"r\\\"1\"}", "cr": "same-origin"})
+    );
+    let s = |v: &str| OptValue::Str(v.into());
+    let q = refresh(
+        &[
+            ("refreshStyle", s("form")),
+            ("clientId", s("my app")),
+            ("scope", s("openid email")),
+        ],
+        Some("a b&c=d/é~*-._+"),
+    );
+    assert_eq!(
+        q["b"],
+        "grant_type=refresh_token&refresh_token=a+b%26c%3Dd%2F%C3%A9%7E*-._%2B&client_id=my+app&scope=openid+email"
+    );
+    assert_eq!(
+        q["h"]["Content-Type"],
+        "application/x-www-form-urlencoded;charset=UTF-8"
+    );
+    let q = refresh(&[("refreshStyle", s("form"))], Some("x"));
+    assert_eq!(q["b"], "grant_type=refresh_token&refresh_token=x");
+    let q = refresh(&[("refreshStyle", s("cookie"))], None);
+    assert_eq!(q["b"], "{}");
+    assert_eq!(q["cr"], "include");
+    let fields = OptValue::Map(vec![("refreshToken".into(), s("rt"))]);
+    assert_eq!(
+        refresh(&[("fields", fields)], Some("z"))["b"],
+        "{\"rt\":\"z\"}"
+    );
+}
+
+#[test]
+fn login_and_logout_requests() {
+    let st = settings(&[]);
+    let q = parse(&wire::login_request(
+        &st,
+        Some("https://app.example/login"),
+        Some("{\"u\":1}"),
+    ));
+    assert_eq!(q["q"]["url"], "https://app.example/login");
+    assert_eq!(q["q"]["b"], "{\"u\":1}");
+    assert_eq!(q["q"]["cr"], "same-origin");
+    let bad_url = parse(&wire::login_request(&st, None, Some("{}")));
+    assert_eq!(bad_url["e"]["code"], "invalid_argument");
+    assert!(bad_url["e"]["message"].as_str().unwrap().contains("url"));
+    for creds in [None, Some("[1]"), Some("\"s\"")] {
+        let e = parse(&wire::login_request(
+            &st,
+            Some("https://app.example/l"),
+            creds,
+        ));
+        assert!(
+            e["e"]["message"].as_str().unwrap().contains("credentials"),
+            "{e}"
+        );
+    }
+    let cookie = settings(&[("refreshStyle", OptValue::Str("cookie".into()))]);
+    let q = parse(&wire::login_request(
+        &cookie,
+        Some("https://app.example/l"),
+        Some("{}"),
+    ));
+    assert_eq!(q["q"]["cr"], "include");
+
+    let notice = LogoutNotice {
+        url: "https://app.example/logout".into(),
+        access: Some("a".into()),
+        refresh: Some("r".into()),
+    };
+    let q = parse(&wire::logout_request(&st, &notice));
+    assert_eq!(q["h"]["Authorization"], "Bearer a");
+    assert_eq!(q["b"], "{\"refresh_token\":\"r\"}");
+    let q = parse(&wire::logout_request(
+        &st,
+        &LogoutNotice {
+            access: None,
+            refresh: None,
+            ..notice
+        },
+    ));
+    assert!(q["h"].get("Authorization").is_none());
+    assert_eq!(q["b"], "{}");
+}
+
+#[test]
+fn token_answers_mean_what_the_status_and_body_say() {
+    let timing = Timing {
+        sent_at: 1.0,
+        received_at: 2.0,
+        server_date: None,
+    };
+    let grant = RawGrant {
+        access_token: Some("a".into()),
+        ..RawGrant::default()
+    };
+    assert_eq!(
+        wire::token_answer(0, None, None, timing),
+        TokenAnswer::no_answer()
+    );
+    assert_eq!(
+        wire::token_answer(200, Some((grant.clone(), None)), Some(5.0), timing),
+        TokenAnswer::Grant {
+            grant: grant.clone(),
+            timing
+        }
+    );
+    assert_eq!(
+        wire::token_answer(299, None, None, timing),
+        TokenAnswer::Failure {
+            status: 299,
+            oauth_error: None,
+            retry_after_ms: None,
+            malformed: Some("the body is not a JSON object"),
+        }
+    );
+    for status in [199, 300, 400, 503] {
+        assert_eq!(
+            wire::token_answer(
+                status,
+                Some((grant.clone(), Some("invalid_grant".into()))),
+                Some(7.0),
+                timing
+            ),
+            TokenAnswer::Failure {
+                status,
+                oauth_error: Some("invalid_grant".into()),
+                retry_after_ms: Some(7.0),
+                malformed: None,
+            }
+        );
+    }
+}
