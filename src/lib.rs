@@ -32,12 +32,18 @@ pub use tokenkeeper_core::{config, error, json, keeper, protocol, session, token
 #[cfg(target_arch = "wasm32")]
 mod client;
 #[cfg(target_arch = "wasm32")]
+mod heap;
+#[cfg(target_arch = "wasm32")]
 mod interop;
 #[cfg(target_arch = "wasm32")]
 mod typescript;
 
 #[cfg(target_arch = "wasm32")]
 pub use client::TokenKeeper;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static HEAP: heap::Heap = heap::Heap::new();
 pub use error::Error;
 #[cfg(target_arch = "wasm32")]
 pub use typescript::is_token_keeper_error;
