@@ -117,14 +117,17 @@ export class Shell {
     this.drive();
   }
 
-  /** Starts an app call; resolves with the keeper's reply. */
+  /**
+   * Starts an app call: the keeper's reply when it settles the call at once
+   * (a valid token, most often), else a promise of it.
+   */
   call(start) {
-    return new Promise((resolve) => {
-      const id = this.next;
-      this.next = (id % 0xfffffffe) + 1;
-      this.calls.set(id, resolve);
-      this.input(() => start(id));
-    });
+    const id = this.next;
+    this.next = (id % 0xfffffffe) + 1;
+    let reply;
+    this.calls.set(id, (r) => (reply = r));
+    this.input(() => start(id));
+    return reply || new Promise((resolve) => this.calls.set(id, resolve));
   }
 
   /** Carries out the keeper's commands, then arms the timer for its next moment. */
@@ -245,7 +248,9 @@ export class Shell {
     // Built exactly as fetch would: its errors are fetch's errors.
     const request = new Request(input, init);
     const url = request.url;
-    const r = ok(await this.call((id) => this.core.fetch(now(), id, url)));
+    let r = this.call((id) => this.core.fetch(now(), id, url));
+    if (r instanceof Promise) r = await r;
+    ok(r);
     if (r.r == "pass") return fetch(request);
     // Keep a copy to replay after a 401; a stream body cannot be replayed.
     // A GET or HEAD has no body to lose: it is copied only if a 401 comes.
@@ -253,12 +258,13 @@ export class Shell {
     const stream = init && typeof ReadableStream == "function" && init.body instanceof ReadableStream;
     const copy = bodiless || stream ? null : request.clone();
     let sent = now();
-    const first = await this.send(request, r.v);
-    const a = await this.answered(first, r.g, sent, bodiless || !!copy, false, url);
+    const first = await this.send(request, r.p + r.a);
+    let a = this.answered(first, r.g, sent, bodiless || !!copy, false, url);
+    if (a instanceof Promise) a = await a;
     if (a.r != "replay") return first;
     const replay = copy || new Request(request);
     sent = now();
-    const second = await this.send(replay, a.v);
+    const second = await this.send(replay, a.p + a.a);
     await this.answered(second, r.g, sent, true, true, url);
     return second;
   }

@@ -35,7 +35,7 @@ struct Writer {
 impl Writer {
     fn new() -> Writer {
         let mut w = Writer {
-            out: String::new(),
+            out: String::with_capacity(96),
             first: true,
         };
         w.out.push('{');
@@ -110,26 +110,41 @@ impl Writer {
     }
 }
 
-/// Appends `s` as a JSON string, escaped as `JSON.stringify` escapes it.
+/// Appends `s` as a JSON string, escaped as `JSON.stringify` escapes it
+/// (runs of plain characters copied at once: tokens are long).
 fn string(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                out.push_str("\\u00");
-                out.push(hex_digit(c as u32 >> 4));
-                out.push(hex_digit(c as u32 & 0xf));
-            }
-            c => out.push(c),
-        }
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
     }
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // Every escaped byte is ASCII: `i` is a character boundary.
+        out.push_str(s.get(plain..i).unwrap_or_default());
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(hex_digit(u32::from(b >> 4)));
+            out.push(hex_digit(u32::from(b & 0xf)));
+        } else {
+            out.push_str(escape);
+        }
+        plain = i + 1;
+    }
+    out.push_str(s.get(plain..).unwrap_or_default());
     out.push('"');
 }
 
@@ -280,8 +295,9 @@ pub fn command(command: &Command, tab_id: &str, settings: &Settings) -> String {
 }
 
 /// A reply's fields: `r` names it (`pass`, `token`, `return`, `replay`,
-/// `done`, `ready`, `error`); a token comes with the header value that
-/// carries it (`v`).
+/// `done`, `ready`, `error`); a token `a` comes with what goes before it in
+/// the header (`p`: the scheme and a space, or nothing), so the token is
+/// written once.
 fn reply(w: &mut Writer, reply: &Reply, settings: &Settings) {
     match reply {
         Reply::Passthrough => {
@@ -291,14 +307,15 @@ fn reply(w: &mut Writer, reply: &Reply, settings: &Settings) {
             w.str("r", "token")
                 .num("g", *generation as f64)
                 .str("a", access)
-                .str("v", &settings.header_value(access));
+                .str("p", &settings.header_value(""));
         }
         Reply::Return => {
             w.str("r", "return");
         }
         Reply::Replay { access } => {
             w.str("r", "replay")
-                .str("v", &settings.header_value(access));
+                .str("a", access)
+                .str("p", &settings.header_value(""));
         }
         Reply::Done => {
             w.str("r", "done");

@@ -96,7 +96,7 @@ fn a_token_reply_carries_the_header_value() {
     });
     assert_eq!(
         c,
-        json!({"c": "settle", "id": 7, "r": "token", "g": 3, "a": "abc", "v": "Bearer abc"})
+        json!({"c": "settle", "id": 7, "r": "token", "g": 3, "a": "abc", "p": "Bearer "})
     );
     let raw = settings(&[
         ("scheme", OptValue::Null),
@@ -110,7 +110,10 @@ fn a_token_reply_carries_the_header_value() {
         "x",
         &raw,
     ));
-    assert_eq!(c, json!({"c": "settle", "id": 1, "r": "replay", "v": "t"}));
+    assert_eq!(
+        c,
+        json!({"c": "settle", "id": 1, "r": "replay", "a": "t", "p": ""})
+    );
     assert_eq!(
         parse(&wire::executor_config(&raw)),
         json!({"header": "x-auth-token", "renew": null, "manual": true})
