@@ -120,11 +120,13 @@ function breakdown() {
 /** A coarse owner for a twiggy item: our module, or the crate it comes from. */
 function group(name) {
   if (name.startsWith("data segment")) return "data (string constants, tables)";
-  if (/externref shim|multivalue shim|^tokenkeeper_\w+$|^__wbg|^__wbindgen|wasm_bindgen|^__externref/.test(name)) return "exported entry points and wasm-bindgen shims";
+  if (/externref shim|multivalue shim|^(tokenkeeper|core)_\w+$|^__wbg|^__wbindgen|wasm_bindgen|^__externref/.test(name)) return "exported entry points and wasm-bindgen shims (with what they inline)";
+  const c = name.match(/tokenkeeper_core::(\w+)/);
+  if (c && !/drop_in_place/.test(name)) return `tokenkeeper_core::${c[1]}`;
   const m = name.match(/tokenkeeper::(\w+)/);
   if (m && !name.startsWith("<") && !name.startsWith("core::ptr::drop_in_place")) return `tokenkeeper::${m[1]}`;
   if (/drop_in_place/.test(name)) return "drop glue";
-  if (/dlmalloc|__rdl_|__rust_(alloc|dealloc|realloc)/.test(name)) return "allocator (dlmalloc)";
+  if (/dlmalloc|__rdl_|__rust_(alloc|dealloc|realloc)|heap::Heap/.test(name)) return "allocator";
   if (/core(\[\w+\])?::fmt|Display|Debug/.test(name)) return "core::fmt (formatting)";
   const crate = name.replace(/^</, "").match(/^(\w+)/);
   if (crate && ["core", "alloc", "std"].includes(crate[1])) return "core/alloc/std (other)";

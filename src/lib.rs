@@ -7,10 +7,13 @@
 //!
 //! Every decision lives in the `tokenkeeper-core` crate, re-exported here:
 //! the [`keeper`] state machine and what it uses ([`session`], [`token`],
-//! [`protocol`], [`config`]), tested natively in simulated time. This crate
-//! is the browser executor (`TokenKeeper`, the exported class): it turns
-//! calls and browser events into the keeper's inputs and carries out its
-//! commands.
+//! [`protocol`], [`config`]), tested natively in simulated time, and
+//! [`wire`], the JSON in which it tells the browser what to do. This crate
+//! is the boundary: `TokenKeeper`, the exported class, hands each call to
+//! the browser executor (`js/executor.js`, a small JavaScript class that
+//! wasm-bindgen bundles), which feeds the keeper its inputs with the time
+//! and carries out the commands it polls — requests, the one timer, the
+//! tab channel and lock, events, and the replies of waiting calls.
 
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -27,7 +30,7 @@
 
 extern crate alloc;
 
-pub use tokenkeeper_core::{config, error, json, keeper, protocol, session, token};
+pub use tokenkeeper_core::{config, error, json, keeper, protocol, session, token, wire};
 
 #[cfg(target_arch = "wasm32")]
 mod client;

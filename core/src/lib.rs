@@ -8,8 +8,9 @@
 //! no browser bindings: time
 //! and randomness are passed in, so every decision is tested natively.
 //!
-//! The browser shell (the `tokenkeeper` crate) turns browser events into
-//! calls here and carries out what comes back.
+//! The browser shell (the `tokenkeeper` crate and its JavaScript executor)
+//! turns browser events into calls here and carries out what comes back,
+//! as [`wire`] spells it: each command a JSON text with its data in full.
 
 #![no_std]
 #![deny(missing_docs)]
