@@ -260,6 +260,7 @@ export class Shell {
     let sent = now();
     const first = await this.send(request, r.p + r.a);
     let a = this.answered(first, r.g, sent, bodiless || !!copy, false, url);
+    if (a === undefined) return first;
     if (a instanceof Promise) a = await a;
     if (a.r != "replay") return first;
     const replay = copy || new Request(request);
@@ -269,10 +270,15 @@ export class Shell {
     return second;
   }
 
-  /** Hands a response to the keeper: a renewed token, and what a 401 calls for. */
+  /**
+   * Hands a response to the keeper: a renewed token, and what a refused
+   * token calls for. Any other response needs nothing from it (the keeper
+   * says which status that is): undefined then.
+   */
   answered(res, gen, sent, replayable, replayed, url) {
     const h = res.headers;
     const renewed = (this.renew && h.get(this.renew)) ?? undefined;
+    if (renewed === undefined && res.status != this.rejected) return undefined;
     const date = renewed === undefined ? NaN : Date.parse(h.get("Date"));
     return this.call((id) => this.core.response(now(), id, gen, res.status, renewed, date, sent, replayable, replayed, url));
   }
@@ -284,9 +290,13 @@ export class Shell {
    * HEAD that is redirected is sent again without the token, any other
    * method gets the redirect back (an `"opaqueredirect"` response).
    */
-  async send(request, value) {
+  send(request, value) {
     request.headers.set(this.header, value);
-    if (!this.manual || request.redirect != "follow") return fetch(request);
+    // Not async on the common path: one promise less per call.
+    return !this.manual || request.redirect != "follow" ? fetch(request) : this.manual_send(request);
+  }
+
+  async manual_send(request) {
     const fallback = request.method == "GET" || request.method == "HEAD" ? request.clone() : null;
     const res = await fetch(new Request(request, { redirect: "manual" }));
     if (!fallback || res.type != "opaqueredirect") return res;

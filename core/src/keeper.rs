@@ -61,6 +61,12 @@ pub const HOLD_AFTER_BROADCAST_MS: f64 = 50.0;
 /// and then re-check, as if the lock had been contended.
 pub const NO_LOCK_SPREAD_MS: f64 = 100.0;
 
+/// The status that says a token was refused. A response with another
+/// status and no renewed token needs nothing from the keeper: the executor
+/// is told so ([`crate::wire::executor_config`]) and hands it to the app
+/// without asking ([`Keeper::response`] would only settle it `Return`).
+pub const REJECTED: u16 = 401;
+
 /// What the browser around the keeper has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Env {
@@ -738,7 +744,7 @@ impl Keeper {
         if let Some(access) = answered.renewed {
             self.adopt_renewal(now, access, answered.server_date, answered.sent_at);
         }
-        if answered.status != 401 {
+        if answered.status != REJECTED {
             return self.settle(call, Reply::Return);
         }
         if answered.replayed {

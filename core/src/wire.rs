@@ -244,7 +244,9 @@ fn digits_of_big(out: &mut String, mantissa: u64, shift: u32) {
 /// `header` is the header's name, `renew` the response header that may
 /// carry a renewed token (or `null`), `manual` whether a request with the
 /// token must not follow redirects by itself (a custom header, which
-/// browsers keep across origins, unlike `Authorization`).
+/// browsers keep across origins, unlike `Authorization`), and `rejected`
+/// the status of a refused token: only a response with that status or
+/// with a renewed token is handed to [`Keeper::response`](crate::keeper::Keeper::response).
 pub fn executor_config(settings: &Settings) -> String {
     let mut w = Writer::new();
     w.str("header", &settings.header);
@@ -256,6 +258,7 @@ pub fn executor_config(settings: &Settings) -> String {
         "manual",
         !settings.header.eq_ignore_ascii_case("authorization"),
     );
+    w.num("rejected", f64::from(crate::keeper::REJECTED));
     w.done()
 }
 

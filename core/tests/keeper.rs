@@ -956,3 +956,47 @@ fn a_freed_keeper_tells_no_tab_anything() {
         );
     }
 }
+
+/// The executor hands the keeper only responses with the refused-token
+/// status or a renewed token: for every other response, `response` would
+/// settle the call `Return` and change nothing else, whatever the flags.
+#[test]
+fn responses_the_executor_keeps_to_itself_change_nothing() {
+    use tokenkeeper_core::keeper::{CallId, Command, REJECTED};
+    let mut w = logged_in(2, 60.0);
+    w.run_for(30_000.0);
+    let url = format!("{ORIGIN}/api/me");
+    let generation = w.tabs[0].keeper.session().generation();
+    for status in [0, 200, 204, 302, 400, 403, 404, 429, 500, 503] {
+        assert_ne!(status, REJECTED);
+        for (gen, replayable, replayed) in [
+            (generation, true, false),
+            (generation, false, false),
+            (generation, true, true),
+            (generation.saturating_sub(1), true, false),
+        ] {
+            let k = &mut w.tabs[0].keeper;
+            let before = (format!("{k:?}"), k.poll_timeout(), k.refresh_at());
+            let a = tokenkeeper_core::keeper::Answered {
+                replayable,
+                replayed,
+                ..answered(gen, status, w.now, &url)
+            };
+            k.response(w.now + 5.0, CallId(999), a);
+            assert_eq!(
+                k.poll_command(),
+                Some(Command::Settle {
+                    call: CallId(999),
+                    reply: Reply::Return
+                }),
+                "status {status}"
+            );
+            assert_eq!(k.poll_command(), None, "status {status}");
+            assert_eq!(
+                (format!("{k:?}"), k.poll_timeout(), k.refresh_at()),
+                before,
+                "status {status}"
+            );
+        }
+    }
+}

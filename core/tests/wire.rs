@@ -116,12 +116,12 @@ fn a_token_reply_carries_the_header_value() {
     );
     assert_eq!(
         parse(&wire::executor_config(&raw)),
-        json!({"header": "x-auth-token", "renew": null, "manual": true})
+        json!({"header": "x-auth-token", "renew": null, "manual": true, "rejected": 401})
     );
     let renew = settings(&[("renewHeader", OptValue::Str("X-Renewed".into()))]);
     assert_eq!(
         parse(&wire::executor_config(&renew)),
-        json!({"header": "Authorization", "renew": "X-Renewed", "manual": false})
+        json!({"header": "Authorization", "renew": "X-Renewed", "manual": false, "rejected": 401})
     );
 }
 
