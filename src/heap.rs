@@ -65,8 +65,8 @@ impl State {
                     return start as *mut u8;
                 }
             }
-            // Grow by what the block needs (and at least 1 MiB at a time).
-            let pages = (size + align).div_ceil(PAGE).max(16);
+            // Grow by what the block needs (and at least 256 KiB at a time).
+            let pages = (size + align).div_ceil(PAGE).max(4);
             let before = core::arch::wasm32::memory_grow(0, pages);
             if before == usize::MAX {
                 return ptr::null_mut();
