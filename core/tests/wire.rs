@@ -61,6 +61,11 @@ fn numbers_read_back_exactly() {
     assert_eq!(number(f64::NAN), "null");
     assert_eq!(number(f64::INFINITY), "null");
     assert_eq!(number(1e20), "100000000000000000000");
+    // The finest fraction written, and what is finer (never a time or a count).
+    let fine = 1.0 / 18_446_744_073_709_551_616.0; // 2^-64
+    assert_eq!(number(fine).parse::<f64>().ok(), Some(fine));
+    assert_eq!(number(fine / 2.0), "0");
+    assert_eq!(number(1e-30), "0");
 }
 
 #[test]
@@ -83,6 +88,27 @@ fn strings_are_escaped_as_json_stringify_does() {
         text.contains(r#""q\"b\\s/n\nr\rt\tb\bf\fnul\u0000x\u001fé😀"#),
         "{text}"
     );
+    // Each escape alone, and what needs none.
+    for (raw, written) in [
+        ("a\u{1}b", r#"a\u0001b""#),
+        ("a\"b", r#"a\"b""#),
+        ("a\\b", r#"a\\b""#),
+        ("a b~\u{7f}", "a b~\u{7f}\""),
+        ("\u{1}", r#"\u0001""#),
+        ("\n", r#"\n""#),
+        ("  ", r#"  ""#),
+        ("\"", r#"\"""#),
+        ("\\", r#"\\""#),
+    ] {
+        let text = wire::detail(&Event::Expired {
+            reason: ExpiredReason::NoSession,
+            url: raw.into(),
+        });
+        assert!(
+            text.ends_with(&format!(":\"{written}}}")),
+            "{raw:?} in {text}"
+        );
+    }
 }
 
 #[test]
@@ -407,6 +433,19 @@ fn login_and_logout_requests() {
     ));
     assert!(q["h"].get("Authorization").is_none());
     assert_eq!(q["b"], "{}");
+    assert_eq!(q["cr"], "same-origin");
+    let q = parse(&wire::logout_request(
+        &cookie,
+        &LogoutNotice {
+            url: "https://app.example/logout".into(),
+            access: None,
+            refresh: None,
+        },
+    ));
+    assert_eq!(
+        q["cr"], "include",
+        "the HttpOnly cookie goes with a cookie-mode logout"
+    );
 }
 
 #[test]
