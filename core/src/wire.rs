@@ -379,12 +379,9 @@ pub fn detail(event: &Event) -> String {
             retrying,
             retry_in_ms,
         } => {
-            w.str("code", error.code())
-                .str("message", &error.message())
+            error_fields(&mut w, error)
                 .bool("retrying", *retrying)
                 .bool("fatal", !*retrying)
-                .opt_num("status", error.status().map(f64::from))
-                .opt_str("error", error.oauth_error())
                 .opt_num("retryInMs", retry_in_ms.map(round));
         }
         Event::Expired { reason, url } => {
@@ -424,10 +421,7 @@ fn round(x: f64) -> f64 {
 /// `message`, and `status` / `error` / `retryInMs` / `option` where they apply.
 pub fn error(e: &Error) -> String {
     let mut w = Writer::new();
-    w.str("code", e.code())
-        .str("message", &e.message())
-        .opt_num("status", e.status().map(f64::from))
-        .opt_str("error", e.oauth_error());
+    error_fields(&mut w, e);
     match e {
         Error::RefreshUnavailable { retry_in_ms, .. } | Error::RefreshThrottled { retry_in_ms } => {
             w.num("retryInMs", round(*retry_in_ms));
@@ -438,6 +432,15 @@ pub fn error(e: &Error) -> String {
         _ => {}
     }
     w.done()
+}
+
+/// What an error and a `refresh-error` detail share: `code`, `message`,
+/// and the `status` and OAuth `error` when there are some.
+fn error_fields<'w>(w: &'w mut Writer, e: &Error) -> &'w mut Writer {
+    w.str("code", e.code())
+        .str("message", &e.message())
+        .opt_num("status", e.status().map(f64::from))
+        .opt_str("error", e.oauth_error())
 }
 
 /// A `POST` to a token endpoint, as the executor sends it: `url`, headers
