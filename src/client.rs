@@ -208,8 +208,30 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-fn thrown(e: Error) -> JsValue {
-    interop::tk_error(&wire::error(&e))
+/// What a `TokenKeeper` method throws: a `TokenKeeperError`, made from the
+/// keeper's [`Error`] (`?` converts one). It reads as the `JsValue` it is.
+#[derive(Debug, Clone)]
+pub struct Thrown(JsValue);
+
+impl From<Error> for Thrown {
+    // One copy, not one per `?`.
+    #[inline(never)]
+    fn from(e: Error) -> Self {
+        Thrown(interop::tk_error(&wire::error(&e)))
+    }
+}
+
+impl From<Thrown> for JsValue {
+    fn from(t: Thrown) -> JsValue {
+        t.0
+    }
+}
+
+impl core::ops::Deref for Thrown {
+    type Target = JsValue;
+    fn deref(&self) -> &JsValue {
+        &self.0
+    }
 }
 
 /// Keeps one session's tokens in memory, attaches the access token to
@@ -235,9 +257,8 @@ impl TokenKeeper {
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "TokenKeeperOptions")] options: JsValue,
-    ) -> Result<TokenKeeper, JsValue> {
-        let settings =
-            Settings::from_options(&interop::opt_value(&options), &BrowserUrls).map_err(thrown)?;
+    ) -> Result<TokenKeeper, Thrown> {
+        let settings = Settings::from_options(&interop::opt_value(&options), &BrowserUrls)?;
         let shell = Shell::new(&settings.channel);
         let env = Env {
             tabs: shell.tabs(),
@@ -286,12 +307,13 @@ impl TokenKeeper {
     pub fn set_tokens(
         &self,
         #[wasm_bindgen(unchecked_param_type = "TokenResponse")] tokens: JsValue,
-    ) -> Result<(), JsValue> {
+    ) -> Result<(), Thrown> {
         if !tokens.is_object() {
-            return Err(thrown(Error::InvalidArgument {
+            return Err(Error::InvalidArgument {
                 argument: "tokens",
                 reason: "must be an object",
-            }));
+            }
+            .into());
         }
         let result = {
             let mut keeper = self.keeper.borrow_mut();
@@ -299,7 +321,7 @@ impl TokenKeeper {
             keeper.set_tokens(js_sys::Date::now(), grant)
         };
         self.shell.drive();
-        result.map_err(thrown)
+        Ok(result?)
     }
 
     /// Same contract as `window.fetch`. For an allowed origin, attaches the
@@ -340,12 +362,10 @@ impl TokenKeeper {
         &self,
         #[wasm_bindgen(unchecked_param_type = "TokenKeeperEvent")] event: &str,
         #[wasm_bindgen(unchecked_param_type = "(detail: any) => void")] callback: Function,
-    ) -> Result<Function, JsValue> {
-        let kind = EventKind::parse(event).ok_or_else(|| {
-            thrown(Error::InvalidArgument {
-                argument: "event",
-                reason: "must be one of refresh, refresh-error, expired, logout, change, sync",
-            })
+    ) -> Result<Function, Thrown> {
+        let kind = EventKind::parse(event).ok_or(Error::InvalidArgument {
+            argument: "event",
+            reason: "must be one of refresh, refresh-error, expired, logout, change, sync",
         })?;
         Ok(self.shell.on_call(kind.as_str(), callback))
     }

@@ -1,8 +1,9 @@
 //! Every conversion between `JsValue` and the core's types, and the few
 //! bindings the keeper's side needs from the executor (`js/executor.js`).
 
-use crate::config::{Fields, OptValue, UrlResolver};
+use crate::config::{Fields, UrlResolver};
 use crate::token::RawGrant;
+use crate::value::OptValue;
 use alloc::string::String;
 use alloc::vec::Vec;
 use js_sys::{Object, Reflect};

@@ -2,48 +2,13 @@
 //! defaults. An unknown option, a wrong type or an invalid value is an
 //! [`Error::InvalidOption`] naming the option.
 //!
-//! The shell turns the JS options object into [`OptValue`]s and supplies URL
+//! The shell turns the JS options object into an [`OptValue`] and supplies URL
 //! resolution (the browser's `URL`), so this stays pure and testable.
 
 use crate::error::Error;
+pub use crate::value::OptValue;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-
-/// A JS value as the options parser sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OptValue {
-    /// `undefined` (or a missing key): the default applies.
-    Undefined,
-    /// `null`.
-    Null,
-    /// A boolean.
-    Bool(bool),
-    /// A number.
-    Num(f64),
-    /// A string.
-    Str(String),
-    /// An array.
-    List(Vec<OptValue>),
-    /// A plain object, its own enumerable string keys in order.
-    Map(Vec<(String, OptValue)>),
-    /// Anything else (a function, a symbol…), with its JS type name.
-    Other(&'static str),
-}
-
-impl OptValue {
-    fn type_name(&self) -> &'static str {
-        match self {
-            OptValue::Undefined => "undefined",
-            OptValue::Null => "null",
-            OptValue::Bool(_) => "a boolean",
-            OptValue::Num(_) => "a number",
-            OptValue::Str(_) => "a string",
-            OptValue::List(_) => "an array",
-            OptValue::Map(_) => "an object",
-            OptValue::Other(t) => t,
-        }
-    }
-}
 
 /// How the refresh token is sent to the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

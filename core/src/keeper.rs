@@ -13,7 +13,8 @@
 //! message bus, a lock and a token server in simulated time.
 //!
 //! ```
-//! use tokenkeeper_core::config::{OptValue, Settings};
+//! use tokenkeeper_core::config::Settings;
+//! use tokenkeeper_core::value::OptValue;
 //! use tokenkeeper_core::keeper::{CallId, Command, Env, Keeper, Reply};
 //! use tokenkeeper_core::testing::TestUrls;
 //! use tokenkeeper_core::token::RawGrant;
@@ -32,12 +33,13 @@
 //! assert!(matches!(reply, Some(Reply::Token { .. })));
 //! ```
 
-use crate::config::{OptValue, RefreshStyle, Settings};
+use crate::config::{RefreshStyle, Settings};
 use crate::error::Error;
 use crate::json::ceil;
 use crate::protocol::{self, Apply, Message};
 use crate::session::{self, After401, FailureClass, Read, Session};
 use crate::token::{self, RawGrant, Timing, TokenSet};
+use crate::value::OptValue;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;

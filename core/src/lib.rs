@@ -38,6 +38,7 @@ pub mod protocol;
 pub mod session;
 pub mod testing;
 pub mod token;
+pub mod value;
 pub mod wire;
 
 pub use error::Error;

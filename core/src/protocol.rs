@@ -7,8 +7,8 @@
 //! `from` and the sender's session generation `gen`. Generations only grow,
 //! so a message never takes a tab back to an older state.
 
-use crate::config::OptValue;
 use crate::token::TokenSet;
+use crate::value::OptValue;
 use alloc::string::String;
 
 /// The protocol version this build speaks.

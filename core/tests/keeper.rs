@@ -4,10 +4,10 @@
 mod sim;
 
 use sim::*;
-use tokenkeeper_core::config::OptValue;
 use tokenkeeper_core::keeper::{
     Event, ExpiredReason, LogoutReason, PageEvent, Reply, Source, SyncKind,
 };
+use tokenkeeper_core::value::OptValue;
 use tokenkeeper_core::Error;
 
 fn world(tabs: usize, ttl_s: f64) -> World {

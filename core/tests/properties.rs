@@ -4,10 +4,11 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use proptest::prelude::*;
-use tokenkeeper_core::config::{OptValue, Settings};
+use tokenkeeper_core::config::Settings;
 use tokenkeeper_core::protocol::{self, Message};
 use tokenkeeper_core::testing::TestUrls as Urls;
 use tokenkeeper_core::token::{self, RawGrant, Timing, TokenSet};
+use tokenkeeper_core::value::OptValue;
 use tokenkeeper_core::Error;
 
 fn opt_value() -> impl Strategy<Value = OptValue> {

@@ -6,13 +6,13 @@ mod sim;
 
 use serde_json::{json, Value};
 use sim::settings;
-use tokenkeeper_core::config::OptValue;
 use tokenkeeper_core::keeper::{
     CallId, Command, Event, ExpiredReason, LogoutNotice, LogoutReason, Reply, Source, SyncKind,
     TokenAnswer,
 };
 use tokenkeeper_core::protocol::Message;
 use tokenkeeper_core::token::{RawGrant, Timing, TokenSet};
+use tokenkeeper_core::value::OptValue;
 use tokenkeeper_core::{wire, Error};
 
 fn parse(text: &str) -> Value {

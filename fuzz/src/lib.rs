@@ -1,7 +1,7 @@
 //! Shared helpers of the fuzz targets: an arbitrary JS-like value.
 
 use arbitrary::{Result, Unstructured};
-use tokenkeeper_core::config::OptValue;
+use tokenkeeper_core::value::OptValue;
 
 const KEYS: &[&str] = &[
     "v", "type", "from", "gen", "access", "refresh", "expiresAt", "issuedAt", "reason",

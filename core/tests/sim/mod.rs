@@ -8,13 +8,14 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use tokenkeeper_core::config::{OptValue, Settings};
+use tokenkeeper_core::config::Settings;
 use tokenkeeper_core::keeper::{
     Answered, CallId, Command, Env, Event, Keeper, LogoutNotice, Reply, TokenAnswer, REJECTED,
 };
 use tokenkeeper_core::protocol::Message;
 use tokenkeeper_core::testing::{TestUrls as Urls, TEST_ORIGIN};
 use tokenkeeper_core::token::{RawGrant, Timing};
+use tokenkeeper_core::value::OptValue;
 use tokenkeeper_core::wire;
 
 thread_local! {
