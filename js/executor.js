@@ -19,6 +19,28 @@ const toError = (e) => {
 /** The JSON text of an error, made a `TokenKeeperError` (for Rust's throws). */
 export const tk_error = (json) => toError(JSON.parse(json));
 
+/** What JSON has no form for, marked so the keeper can name it (core/src/value.rs). */
+const mark = (k, v) => {
+  const t = typeof v;
+  return t == "function" || t == "symbol" || t == "bigint" ? { "\0": t } : t == "number" && !isFinite(v) ? { "\0": String(v) } : v;
+};
+
+/**
+ * A JS value as JSON text for the keeper, which reads every value from JS
+ * this way (undefined stays undefined). Never more than `max` + 1 units: the
+ * keeper sees a longer text is too long, without being handed all of it.
+ */
+export const tk_json = (value, max) => {
+  let text;
+  try {
+    text = JSON.stringify(value, mark);
+  } catch {
+    // A cycle, or a getter that throws.
+    text = '{"\\u0000":"?"}';
+  }
+  return text === undefined ? text : text.slice(0, max + 1);
+};
+
 /** `url` made absolute against the page (the `<base>`, in a window), or undefined. */
 export const tk_resolve = (url) => {
   try {
@@ -46,8 +68,8 @@ const ok = (reply) => {
   return reply;
 };
 
-/** The answer of a token endpoint, as the keeper reads it. */
-const exchange = async (q) => {
+/** The answer of a token endpoint, as the keeper reads it (`max`: the most of its body it reads). */
+const exchange = async (q, max) => {
   const sent = now();
   let res;
   try {
@@ -60,7 +82,7 @@ const exchange = async (q) => {
   const retry = h.get("Retry-After") ?? undefined;
   let body;
   try {
-    body = await res.json();
+    body = (await res.text()).slice(0, max + 1);
   } catch {}
   return [sent, received, res.status, Date.parse(h.get("Date")), retry, Date.parse(retry), body];
 };
@@ -102,7 +124,7 @@ export class Shell {
       target.addEventListener(type, f);
       this.off.push(() => target.removeEventListener(type, f));
     };
-    listen(this.channel, "message", (e) => this.input(() => core.tab(now(), e.data)));
+    listen(this.channel, "message", (e) => this.input(() => core.tab(now(), tk_json(e.data, this.message))));
     const page = (event) => () => this.input(() => core.page(now(), event, visible()));
     listen(typeof document == "object" ? document : null, "visibilitychange", page(0));
     listen(globalThis, "pageshow", page(1));
@@ -152,7 +174,7 @@ export class Shell {
   exec(c) {
     switch (c.c) {
       case "send":
-        exchange(c.q).then((a) => this.input(() => this.core.answer(now(), 0, ...a)));
+        exchange(c.q, this.body).then((a) => this.input(() => this.core.answer(now(), 0, ...a)));
         break;
       case "lock":
         this.lock();
@@ -218,7 +240,7 @@ export class Shell {
     } catch {}
     const c = JSON.parse(this.core.login(url, body));
     if (c.e) throw toError(c.e);
-    const a = await exchange(c.q);
+    const a = await exchange(c.q, this.body);
     ok(await this.call((id) => this.core.answer(now(), id, ...a)));
   }
 
@@ -233,7 +255,7 @@ export class Shell {
   async logout() {
     const q = this.core.logout(now());
     this.drive();
-    if (q !== undefined) await exchange(JSON.parse(q));
+    if (q !== undefined) await exchange(JSON.parse(q), 0);
   }
 
   on(kind, f) {

@@ -17,6 +17,7 @@ use js_sys::{Function, Promise};
 use tokenkeeper_core::config::{Settings, UrlResolver};
 use tokenkeeper_core::keeper::{Answered, CallId, Env, EventKind, Keeper, PageEvent};
 use tokenkeeper_core::token::Timing;
+use tokenkeeper_core::value::{OptValue, MAX_JSON};
 use tokenkeeper_core::wire;
 use wasm_bindgen::prelude::*;
 
@@ -125,12 +126,13 @@ impl Core {
         date: f64,
         retry_after: Option<String>,
         retry_after_date: f64,
-        body: &JsValue,
+        body: Option<String>,
     ) {
         let mut keeper = self.keeper.borrow_mut();
-        let body = body
-            .is_object()
-            .then(|| interop::read_body(body, &keeper.settings().fields));
+        let body = body.and_then(|text| {
+            let body = OptValue::from_json(Some(&text), wire::MAX_BODY);
+            wire::grant(&body, &keeper.settings().fields)
+        });
         let retry_after_ms = retry_after.and_then(|v| {
             tokenkeeper_core::session::retry_after_ms(&v, finite(retry_after_date), received_at)
         });
@@ -181,9 +183,10 @@ impl Core {
         self.keeper.borrow_mut().handle_lock_granted(now, contended);
     }
 
-    /// A message from another tab (anything: it is checked in the keeper).
-    pub fn tab(&self, now: f64, data: &JsValue) {
-        let data = interop::opt_value(data);
+    /// A message from another tab, as the executor wrote it in JSON
+    /// (anything: it is checked in the keeper).
+    pub fn tab(&self, now: f64, data: Option<String>) {
+        let data = OptValue::from_json(data.as_deref(), MAX_JSON);
         self.keeper.borrow_mut().handle_tab_message(now, &data);
     }
 
@@ -258,7 +261,9 @@ impl TokenKeeper {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "TokenKeeperOptions")] options: JsValue,
     ) -> Result<TokenKeeper, Thrown> {
-        let settings = Settings::from_options(&interop::opt_value(&options), &BrowserUrls)?;
+        let options = interop::tk_json(&options, MAX_JSON);
+        let options = OptValue::from_json(options.as_deref(), MAX_JSON);
+        let settings = Settings::from_options(&options, &BrowserUrls)?;
         let shell = Shell::new(&settings.channel);
         let env = Env {
             tabs: shell.tabs(),
@@ -308,16 +313,17 @@ impl TokenKeeper {
         &self,
         #[wasm_bindgen(unchecked_param_type = "TokenResponse")] tokens: JsValue,
     ) -> Result<(), Thrown> {
-        if !tokens.is_object() {
-            return Err(Error::InvalidArgument {
-                argument: "tokens",
-                reason: "must be an object",
-            }
-            .into());
-        }
+        let tokens = interop::tk_json(&tokens, wire::MAX_BODY);
+        let tokens = OptValue::from_json(tokens.as_deref(), wire::MAX_BODY);
         let result = {
             let mut keeper = self.keeper.borrow_mut();
-            let (grant, _) = interop::read_body(&tokens, &keeper.settings().fields);
+            let Some((grant, _)) = wire::grant(&tokens, &keeper.settings().fields) else {
+                return Err(Error::InvalidArgument {
+                    argument: "tokens",
+                    reason: "must be an object",
+                }
+                .into());
+            };
             keeper.set_tokens(js_sys::Date::now(), grant)
         };
         self.shell.drive();

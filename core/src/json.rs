@@ -1,9 +1,15 @@
-//! A small, strict JSON scanner for the one thing the core needs from JSON it
-//! did not parse with the browser: numeric claims (`exp`, `iat`) at the top
-//! level of a JWT payload.
+//! A small, strict JSON scanner for the JSON the core reads itself: the
+//! numeric claims (`exp`, `iat`) of a JWT payload, and the JSON text the
+//! executor hands over for every value from JS — options, tab messages,
+//! token responses ([`crate::value`]).
 //!
 //! It keeps serde_json out of the wasm (size), never panics, and rejects what
-//! is not JSON. Nested values are skipped with a depth limit.
+//! is not JSON. Nesting is bounded: what lies deeper is skipped, with a
+//! depth limit of its own.
+
+use crate::value::OptValue;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 /// What a JSON top-level object scan found: the numeric values of the asked keys.
 pub(crate) type Found<const N: usize> = [Option<f64>; N];
@@ -14,44 +20,23 @@ const MAX_DEPTH: usize = 32;
 /// top-level keys in `keys` that hold numbers. A key that holds another type
 /// is reported as `None`. Returns `None` when `text` is not a JSON object.
 pub(crate) fn object_numbers<const N: usize>(text: &[u8], keys: [&str; N]) -> Option<Found<N>> {
+    let OptValue::Map(entries) = tree(text, 1)? else {
+        return None;
+    };
+    Some(keys.map(|key| match OptValue::field(&entries, key) {
+        OptValue::Num(n) => Some(*n),
+        _ => None,
+    }))
+}
+
+/// Reads `text`, one JSON value, into an [`OptValue`]: arrays and objects
+/// nested at `max_depth` or deeper are [`OptValue::Other`] ("a value nested
+/// too deep"), as the shell's own walk of a JS value had them. `None` when
+/// `text` is not JSON.
+pub(crate) fn tree(text: &[u8], max_depth: usize) -> Option<OptValue> {
     let mut s = Scanner { b: text, i: 0 };
-    let mut found: Found<N> = [None; N];
-    s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.peek() == Some(b'}') {
-        s.i += 1;
-    } else {
-        loop {
-            s.ws();
-            let key = s.string()?;
-            s.ws();
-            s.eat(b':')?;
-            s.ws();
-            let slot = keys.iter().position(|k| k.as_bytes() == key.as_slice());
-            match (slot, s.peek()) {
-                (Some(idx), Some(b'-' | b'0'..=b'9')) => {
-                    let n = s.number()?;
-                    if let Some(v) = found.get_mut(idx) {
-                        *v = Some(n);
-                    }
-                }
-                _ => s.value(0)?,
-            }
-            s.ws();
-            match s.next()? {
-                b',' => continue,
-                b'}' => break,
-                _ => return None,
-            }
-        }
-    }
-    s.ws();
-    if s.i == s.b.len() {
-        Some(found)
-    } else {
-        None
-    }
+    let v = s.tree(0, max_depth)?;
+    s.end().then_some(v)
 }
 
 /// Parses a whole JSON number (`-?int(.frac)?(e[+-]?exp)?`) without the
@@ -195,30 +180,132 @@ impl Scanner<'_> {
         }
     }
 
-    /// A string; returns its raw bytes (escapes kept as written, which is
-    /// enough to compare against plain ASCII key names).
-    fn string(&mut self) -> Option<alloc::vec::Vec<u8>> {
+    /// Whether only whitespace is left.
+    fn end(&mut self) -> bool {
+        self.ws();
+        self.i == self.b.len()
+    }
+
+    /// A string, unescaped. A lone surrogate (`\ud800` alone) becomes
+    /// U+FFFD, as the browser's own conversion of such a JS string does.
+    fn text(&mut self) -> Option<String> {
         self.eat(b'"')?;
-        let start = self.i;
+        let mut out = Vec::new();
         loop {
-            match self.next()? {
+            let start = self.i;
+            while matches!(self.peek(), Some(c) if c != b'"' && c != b'\\' && c >= 0x20) {
+                self.i += 1;
+            }
+            out.extend_from_slice(self.b.get(start..self.i)?);
+            let c = match self.next()? {
                 b'"' => break,
                 b'\\' => match self.next()? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                    b'u' => {
-                        for _ in 0..4 {
-                            if !self.next()?.is_ascii_hexdigit() {
-                                return None;
-                            }
-                        }
-                    }
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    b'u' => self.unicode()?,
                     _ => return None,
                 },
-                c if c < 0x20 => return None,
-                _ => {}
-            }
+                _ => return None,
+            };
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
         }
-        self.b.get(start..self.i - 1).map(|s| s.to_vec())
+        String::from_utf8(out).ok()
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let mut v = 0;
+        for _ in 0..4 {
+            v = v * 16 + char::from(self.next()?).to_digit(16)?;
+        }
+        Some(v)
+    }
+
+    /// The character of a `\uXXXX` escape (its `\u` read), with the low
+    /// half of a surrogate pair when one follows.
+    fn unicode(&mut self) -> Option<char> {
+        let hi = self.hex4()?;
+        if (0xD800..0xDC00).contains(&hi) {
+            let pair = self.i;
+            if self.literal(b"\\u").is_some() {
+                let lo = self.hex4()?;
+                if (0xDC00..0xE000).contains(&lo) {
+                    return char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00));
+                }
+            }
+            self.i = pair;
+        }
+        Some(char::from_u32(hi).unwrap_or('\u{FFFD}'))
+    }
+
+    /// One value at `depth`: an array or object at `max_depth` or deeper
+    /// is read, then stands as [`OptValue::Other`].
+    fn tree(&mut self, depth: usize, max_depth: usize) -> Option<OptValue> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.ws();
+        let v = match self.peek()? {
+            b'"' => OptValue::Str(self.text()?),
+            b'-' | b'0'..=b'9' => OptValue::Num(self.number()?),
+            b't' => self.literal(b"true").map(|_| OptValue::Bool(true))?,
+            b'f' => self.literal(b"false").map(|_| OptValue::Bool(false))?,
+            b'n' => self.literal(b"null").map(|_| OptValue::Null)?,
+            b'[' => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                } else {
+                    loop {
+                        items.push(self.tree(depth + 1, max_depth)?);
+                        self.ws();
+                        match self.next()? {
+                            b',' => continue,
+                            b']' => break,
+                            _ => return None,
+                        }
+                    }
+                }
+                OptValue::List(items)
+            }
+            b'{' => {
+                self.i += 1;
+                let mut entries = Vec::new();
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                } else {
+                    loop {
+                        self.ws();
+                        let key = self.text()?;
+                        self.ws();
+                        self.eat(b':')?;
+                        entries.push((key, self.tree(depth + 1, max_depth)?));
+                        self.ws();
+                        match self.next()? {
+                            b',' => continue,
+                            b'}' => break,
+                            _ => return None,
+                        }
+                    }
+                }
+                OptValue::unmark(entries)
+            }
+            _ => return None,
+        };
+        Some(match v {
+            OptValue::List(_) | OptValue::Map(_) if depth >= max_depth => {
+                OptValue::Other("a value nested too deep")
+            }
+            v => v,
+        })
     }
 
     fn number(&mut self) -> Option<f64> {
@@ -260,59 +347,6 @@ impl Scanner<'_> {
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.i.checked_add(word.len())?;
         (self.b.get(self.i..end)? == word).then(|| self.i = end)
-    }
-
-    fn value(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.ws();
-        match self.peek()? {
-            b'"' => self.string().map(|_| ()),
-            b'-' | b'0'..=b'9' => self.number().map(|_| ()),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'[' => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => continue,
-                        b']' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
-            b'{' => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.ws();
-                    self.string()?;
-                    self.ws();
-                    self.eat(b':')?;
-                    self.value(depth + 1)?;
-                    self.ws();
-                    match self.next()? {
-                        b',' => continue,
-                        b'}' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
-            _ => None,
-        }
     }
 }
 

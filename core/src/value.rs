@@ -43,3 +43,72 @@ impl OptValue {
         }
     }
 }
+
+/// How deep a value from JS is read: arrays and objects nested deeper are
+/// [`OptValue::Other`] ("a value nested too deep").
+pub const MAX_DEPTH: usize = 4;
+
+/// The longest JSON text of an options object or a tab message the core
+/// reads, in bytes. A session message with two 16 KiB tokens fits with room
+/// to spare; the executor never hands over more than one unit past it.
+pub const MAX_JSON: usize = 64 * 1024;
+
+/// The key of the marker object the executor writes for a value JSON has no
+/// form for (see [`OptValue::from_json`]).
+const MARK: &str = "\u{0}";
+
+impl OptValue {
+    /// Reads the JSON text the executor wrote of a JS value (`tk_json` in
+    /// `js/executor.js`), `None` standing for `undefined`. A value JSON has
+    /// no form for arrives as a marker object `{"\u0000": kind}` and is read
+    /// back as what it was: a function, a symbol or a bigint
+    /// ([`OptValue::Other`]), or a non-finite number. A text over `max`
+    /// bytes ([`MAX_JSON`] for options and tab messages), or one that is not JSON, is
+    /// [`OptValue::Other`] ("an unsupported value"): nothing of it is kept.
+    ///
+    /// ```
+    /// use tokenkeeper_core::value::OptValue;
+    /// let v = OptValue::from_json(Some(r#"{"a":[1,"\u00e9"],"f":{"\u0000":"function"}}"#), 100);
+    /// assert_eq!(v, OptValue::Map(vec![
+    ///     ("a".into(), OptValue::List(vec![OptValue::Num(1.0), OptValue::Str("é".into())])),
+    ///     ("f".into(), OptValue::Other("a function")),
+    /// ]));
+    /// assert_eq!(OptValue::from_json(None, 100), OptValue::Undefined);
+    /// ```
+    pub fn from_json(text: Option<&str>, max: usize) -> OptValue {
+        let Some(text) = text else {
+            return OptValue::Undefined;
+        };
+        if text.len() > max {
+            return OptValue::Other("a value too large");
+        }
+        crate::json::tree(text.as_bytes(), MAX_DEPTH)
+            .unwrap_or(OptValue::Other("an unsupported value"))
+    }
+
+    /// An object's entries as read, or the value a marker stands for.
+    pub(crate) fn unmark(entries: Vec<(String, OptValue)>) -> OptValue {
+        match entries.as_slice() {
+            [(key, OptValue::Str(kind))] if key == MARK => match kind.as_str() {
+                "NaN" => OptValue::Num(f64::NAN),
+                "Infinity" => OptValue::Num(f64::INFINITY),
+                "-Infinity" => OptValue::Num(f64::NEG_INFINITY),
+                "function" => OptValue::Other("a function"),
+                "symbol" => OptValue::Other("a symbol"),
+                "bigint" => OptValue::Other("a bigint"),
+                _ => OptValue::Other("an unsupported value"),
+            },
+            _ => OptValue::Map(entries),
+        }
+    }
+
+    /// The value of `key` among an object's entries (the last one when a
+    /// key repeats, as `JSON.parse` has it), or [`OptValue::Undefined`].
+    pub fn field<'a>(entries: &'a [(String, OptValue)], key: &str) -> &'a OptValue {
+        entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map_or(&OptValue::Undefined, |(_, v)| v)
+    }
+}

@@ -18,11 +18,12 @@
 //! | `emit` | `k`: the event, `d`: its detail | calls the event's listeners |
 //! | `settle` | `id`, `r` and the reply's fields | ends the waiting call |
 
-use crate::config::{RefreshStyle, Settings};
+use crate::config::{Fields, RefreshStyle, Settings};
 use crate::error::Error;
 use crate::keeper::{Command, Event, LogoutNotice, Reply, TokenAnswer};
 use crate::protocol::{Message, VERSION};
 use crate::token::{RawGrant, Timing};
+use crate::value::{OptValue, MAX_JSON};
 use alloc::string::String;
 
 /// A JSON text being written: an object at a time, keys in order.
@@ -259,7 +260,52 @@ pub fn executor_config(settings: &Settings) -> String {
         !settings.header.eq_ignore_ascii_case("authorization"),
     );
     w.num("rejected", f64::from(crate::keeper::REJECTED));
+    // The most the executor hands over of a tab message and of a token
+    // response's body: one unit past the limit, so the core sees it is over.
+    w.num("message", MAX_JSON as f64);
+    w.num("body", MAX_BODY as f64);
     w.done()
+}
+
+/// The longest token response body read, in bytes: far more than any
+/// token response, with an ID token and all.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The token fields of a token response's body (or of `setTokens`'s
+/// argument), read from JS as an [`OptValue`], and its OAuth `error`.
+/// `None` when it is not an object. A field of the wrong type is absent;
+/// `expires_in` may be a number or a string holding one.
+///
+/// ```
+/// use tokenkeeper_core::{config::Fields, value::OptValue, wire};
+/// let body = OptValue::from_json(Some(r#"{"access_token":"a.b\/c","expires_in":"60"}"#), wire::MAX_BODY);
+/// let (grant, error) = wire::grant(&body, &Fields::default()).unwrap();
+/// assert_eq!(grant.access_token.as_deref(), Some("a.b/c"));
+/// assert_eq!(grant.expires_in, Some(60.0));
+/// assert_eq!(error, None);
+/// ```
+pub fn grant(body: &OptValue, fields: &Fields) -> Option<(RawGrant, Option<String>)> {
+    let OptValue::Map(entries) = body else {
+        return None;
+    };
+    let string = |key: &str| match OptValue::field(entries, key) {
+        OptValue::Str(s) => Some(s.clone()),
+        _ => None,
+    };
+    let expires_in = match OptValue::field(entries, &fields.expires_in) {
+        OptValue::Num(n) => Some(*n),
+        OptValue::Str(s) => crate::json::decimal(s.trim().as_bytes()),
+        _ => None,
+    }
+    .filter(|n| n.is_finite());
+    Some((
+        RawGrant {
+            access_token: string(&fields.access_token),
+            refresh_token: string(&fields.refresh_token),
+            expires_in,
+        },
+        string("error"),
+    ))
 }
 
 /// A command as the executor reads it; `tab_id` is this tab's id on the

@@ -12,7 +12,7 @@ use tokenkeeper_core::keeper::{
 };
 use tokenkeeper_core::protocol::Message;
 use tokenkeeper_core::token::{RawGrant, Timing, TokenSet};
-use tokenkeeper_core::value::OptValue;
+use tokenkeeper_core::value::{OptValue, MAX_JSON};
 use tokenkeeper_core::{wire, Error};
 
 fn parse(text: &str) -> Value {
@@ -142,12 +142,14 @@ fn a_token_reply_carries_the_header_value() {
     );
     assert_eq!(
         parse(&wire::executor_config(&raw)),
-        json!({"header": "x-auth-token", "renew": null, "manual": true, "rejected": 401})
+        json!({"header": "x-auth-token", "renew": null, "manual": true, "rejected": 401,
+               "message": MAX_JSON, "body": wire::MAX_BODY})
     );
     let renew = settings(&[("renewHeader", OptValue::Str("X-Renewed".into()))]);
     assert_eq!(
         parse(&wire::executor_config(&renew)),
-        json!({"header": "Authorization", "renew": "X-Renewed", "manual": false, "rejected": 401})
+        json!({"header": "Authorization", "renew": "X-Renewed", "manual": false, "rejected": 401,
+               "message": MAX_JSON, "body": wire::MAX_BODY})
     );
 }
 
