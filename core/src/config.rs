@@ -126,14 +126,7 @@ impl Settings {
                 });
             }
         }
-        let get = |name: &str| -> &OptValue {
-            entries
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v)
-                .unwrap_or(&OptValue::Undefined)
-        };
+        let get = |name: &str| OptValue::field(entries, name);
 
         let refresh_url = match get("refreshUrl") {
             OptValue::Undefined => return Err(Error::option("refreshUrl", "is required")),

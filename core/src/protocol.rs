@@ -102,21 +102,21 @@ const MAX_TOKEN: usize = 16 * 1024;
 /// Generations are carried as JS numbers: integers up to 2^53 are exact.
 const MAX_GEN: f64 = 9_007_199_254_740_991.0;
 
-fn field<'a>(entries: &'a [(String, OptValue)], key: &str) -> Option<&'a OptValue> {
-    entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+fn field<'a>(entries: &'a [(String, OptValue)], key: &str) -> &'a OptValue {
+    OptValue::field(entries, key)
 }
 
 fn string(entries: &[(String, OptValue)], key: &str, max: usize) -> Result<String, Reject> {
     match field(entries, key) {
-        Some(OptValue::Str(s)) if !s.is_empty() && s.len() <= max => Ok(s.clone()),
+        OptValue::Str(s) if !s.is_empty() && s.len() <= max => Ok(s.clone()),
         _ => Err(Reject::Malformed),
     }
 }
 
 fn number(entries: &[(String, OptValue)], key: &str) -> Result<Option<f64>, Reject> {
     match field(entries, key) {
-        None | Some(OptValue::Undefined) | Some(OptValue::Null) => Ok(None),
-        Some(OptValue::Num(n)) if n.is_finite() => Ok(Some(*n)),
+        OptValue::Undefined | OptValue::Null => Ok(None),
+        OptValue::Num(n) if n.is_finite() => Ok(Some(*n)),
         _ => Err(Reject::Malformed),
     }
 }
@@ -135,8 +135,8 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
         return Err(Reject::Malformed);
     };
     match field(entries, "v") {
-        Some(OptValue::Num(v)) if *v == VERSION => {}
-        Some(OptValue::Num(_)) => return Err(Reject::Version),
+        OptValue::Num(v) if *v == VERSION => {}
+        OptValue::Num(_) => return Err(Reject::Version),
         _ => return Err(Reject::Malformed),
     }
     let from = string(entries, "from", MAX_ID)?;
@@ -153,8 +153,8 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
                 return Err(Reject::Malformed);
             }
             let refresh = match field(entries, "refresh") {
-                None | Some(OptValue::Undefined) | Some(OptValue::Null) => None,
-                Some(_) => Some(string(entries, "refresh", MAX_TOKEN)?),
+                OptValue::Undefined | OptValue::Null => None,
+                _ => Some(string(entries, "refresh", MAX_TOKEN)?),
             };
             let expires_at = number(entries, "expiresAt")?;
             let issued_at = number(entries, "issuedAt")?.ok_or(Reject::Malformed)?;
