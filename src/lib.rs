@@ -8,12 +8,15 @@
 //! Every decision lives in the `tokenkeeper-core` crate, re-exported here:
 //! the [`keeper`] state machine and what it uses ([`session`], [`token`],
 //! [`protocol`], [`config`]), tested natively in simulated time, and
-//! [`wire`], the JSON in which it tells the browser what to do. This crate
+//! [`wire`], the JSON in which it tells the browser what to do ([`value`]:
+//! how it reads what comes from JS, as bounded JSON text). This crate
 //! is the boundary: `TokenKeeper`, the exported class, hands each call to
 //! the browser executor (`js/executor.js`, a small JavaScript class that
 //! wasm-bindgen bundles), which feeds the keeper its inputs with the time
 //! and carries out the commands it polls — requests, the one timer, the
-//! tab channel and lock, events, and the replies of waiting calls.
+//! tab channel and lock, events, and the replies of waiting calls. An
+//! export's error is a `Thrown`: the keeper's [`Error`] as the
+//! `TokenKeeperError` JS sees (`?` converts one).
 
 #![deny(missing_docs)]
 #![cfg_attr(

@@ -11,6 +11,8 @@
 //! The browser shell (the `tokenkeeper` crate and its JavaScript executor)
 //! turns browser events into calls here and carries out what comes back,
 //! as [`wire`] spells it: each command a JSON text with its data in full.
+//! Every value from JS (options, tab messages, token bodies) comes in the
+//! same way, as bounded JSON text read into a [`value::OptValue`].
 
 #![no_std]
 #![deny(missing_docs)]
