@@ -306,11 +306,11 @@ export class Shell {
   }
 
   /**
-   * Sends `request` with the token. Browsers drop `Authorization` when a
-   * redirect leaves the origin, but keep any other header: with a custom
-   * header (`manual`) the request does not follow redirects itself; a GET or
-   * HEAD that is redirected is sent again without the token, any other
-   * method gets the redirect back (an `"opaqueredirect"` response).
+   * Sends `request` with the token. With a custom header (`manual`: browsers
+   * keep it across origins on a redirect) the request does not follow
+   * redirects itself; one of the `resend` methods that is redirected is sent
+   * again without the token, any other gets the redirect back (an
+   * `"opaqueredirect"` response). The keeper says which (RESEND_WITHOUT_TOKEN).
    */
   send(request, value) {
     request.headers.set(this.header, value);
@@ -319,7 +319,7 @@ export class Shell {
   }
 
   async manual_send(request) {
-    const fallback = request.method == "GET" || request.method == "HEAD" ? request.clone() : null;
+    const fallback = this.resend.includes(request.method) ? request.clone() : null;
     const res = await fetch(new Request(request, { redirect: "manual" }));
     if (!fallback || res.type != "opaqueredirect") return res;
     fallback.headers.delete(this.header);

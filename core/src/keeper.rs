@@ -63,6 +63,16 @@ pub const HOLD_AFTER_BROADCAST_MS: f64 = 50.0;
 /// and then re-check, as if the lock had been contended.
 pub const NO_LOCK_SPREAD_MS: f64 = 100.0;
 
+/// The methods a request with a custom token header is sent again for,
+/// without the token, when it meets a redirect. Browsers drop
+/// `Authorization` when a redirect leaves the origin but keep any other
+/// header, so such a request does not follow redirects itself; a redirected
+/// GET or HEAD (safe, and without a body to lose) is then sent again without
+/// the token, and any other method gets the redirect back (an
+/// `"opaqueredirect"` response), as a request that must not be repeated
+/// unasked. The executor is told so ([`crate::wire::executor_config`]).
+pub const RESEND_WITHOUT_TOKEN: [&str; 2] = ["GET", "HEAD"];
+
 /// The status that says a token was refused. A response with another
 /// status and no renewed token needs nothing from the keeper: the executor
 /// is told so ([`crate::wire::executor_config`]) and hands it to the app

@@ -245,7 +245,9 @@ fn digits_of_big(out: &mut String, mantissa: u64, shift: u32) {
 /// `header` is the header's name, `renew` the response header that may
 /// carry a renewed token (or `null`), `manual` whether a request with the
 /// token must not follow redirects by itself (a custom header, which
-/// browsers keep across origins, unlike `Authorization`), and `rejected`
+/// browsers keep across origins, unlike `Authorization`), `resend` the
+/// methods such a request is sent again for without the token when it meets
+/// a redirect ([`RESEND_WITHOUT_TOKEN`](crate::keeper::RESEND_WITHOUT_TOKEN)), and `rejected`
 /// the status of a refused token: only a response with that status or
 /// with a renewed token is handed to [`Keeper::response`](crate::keeper::Keeper::response).
 pub fn executor_config(settings: &Settings) -> String {
@@ -259,6 +261,14 @@ pub fn executor_config(settings: &Settings) -> String {
         "manual",
         !settings.header.eq_ignore_ascii_case("authorization"),
     );
+    w.key("resend").out.push('[');
+    for (i, method) in crate::keeper::RESEND_WITHOUT_TOKEN.iter().enumerate() {
+        if i > 0 {
+            w.out.push(',');
+        }
+        string(&mut w.out, method);
+    }
+    w.out.push(']');
     w.num("rejected", f64::from(crate::keeper::REJECTED));
     // The most the executor hands over of a tab message and of a token
     // response's body: one unit past the limit, so the core sees it is over.
