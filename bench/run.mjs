@@ -382,7 +382,7 @@ if (U && !U.error) {
   if (p && !p.error) {
     say(`   tokenkeeper: compile ${ms(p.compile.median)} + instantiate ${ms(p.instantiate.median)} + constructor ${ms(p.construct.median)} = ${ms(p.total.median)} ms (p95 ${ms(p.total.p95)}; target ≤ 3 ms: ${p.total.median <= 3 ? "met" : "not met"})`);
     const b = U["browser-baseline"];
-    say(`   the first constructor pays first-call costs (a CPU profile puts most in V8's wasm-to-JS import wrappers, made on first call); a second one takes ${ms(p.second_construct.median)} ms` +
+    say(`   the first constructor pays first-call costs (mostly V8's lazy compilation of the wasm functions on its path: with --no-wasm-lazy-compilation it takes about half); a second one takes ${ms(p.second_construct.median)} ms` +
         (b && !b.error ? `; a fresh page's first BroadcastChannel alone ${ms(b.first_broadcast_channel.median)} ms` : ""));
   }
   const base = U.tokenkeeper && !U.tokenkeeper.error ? U.tokenkeeper.total.median : NaN;
