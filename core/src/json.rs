@@ -401,6 +401,17 @@ mod tests {
     }
 
     #[test]
+    fn nesting_past_the_hard_bound_is_not_read() {
+        // However deep values are kept, reading stops past MAX_DEPTH levels.
+        let nested = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        assert!(tree(nested(MAX_DEPTH + 1).as_bytes(), 4).is_some());
+        assert_eq!(tree(nested(MAX_DEPTH + 2).as_bytes(), 4), None);
+        let objects = |n: usize| r#"{"a":"#.repeat(n) + "1" + &"}".repeat(n);
+        assert!(tree(objects(MAX_DEPTH).as_bytes(), 4).is_some());
+        assert_eq!(tree(objects(MAX_DEPTH + 1).as_bytes(), 4), None);
+    }
+
+    #[test]
     fn decimal_numbers() {
         for (text, want) in [
             ("0", 0.0),

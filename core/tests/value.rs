@@ -132,6 +132,18 @@ fn nesting_is_bounded() {
         deep = OptValue::List(vec![deep]);
     }
     assert_eq!(read(&nested(MAX_DEPTH + 1)), deep);
+    // Objects count their depth the same way.
+    let mut objects = String::from("1");
+    let mut want = OptValue::Num(1.0);
+    for level in (0..=MAX_DEPTH).rev() {
+        objects = format!(r#"{{"k":{objects}}}"#);
+        want = if level == MAX_DEPTH {
+            OptValue::Other("a value nested too deep")
+        } else {
+            map(vec![("k", want)])
+        };
+    }
+    assert_eq!(read(&objects), want);
     // However deep, never a stack overflow: past a hard bound, not JSON read.
     assert_eq!(
         read(&nested(10_000)),
