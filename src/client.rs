@@ -207,6 +207,11 @@ impl Core {
     }
 }
 
+/// A value from JS as the core reads it: JSON text of at most `max` bytes.
+fn from_js(value: &JsValue, max: usize) -> OptValue {
+    OptValue::from_json(interop::tk_json(value, max).as_deref(), max)
+}
+
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
@@ -261,9 +266,7 @@ impl TokenKeeper {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "TokenKeeperOptions")] options: JsValue,
     ) -> Result<TokenKeeper, Thrown> {
-        let options = interop::tk_json(&options, MAX_JSON);
-        let options = OptValue::from_json(options.as_deref(), MAX_JSON);
-        let settings = Settings::from_options(&options, &BrowserUrls)?;
+        let settings = Settings::from_options(&from_js(&options, MAX_JSON), &BrowserUrls)?;
         let shell = Shell::new(&settings.channel);
         let env = Env {
             tabs: shell.tabs(),
@@ -313,8 +316,7 @@ impl TokenKeeper {
         &self,
         #[wasm_bindgen(unchecked_param_type = "TokenResponse")] tokens: JsValue,
     ) -> Result<(), Thrown> {
-        let tokens = interop::tk_json(&tokens, wire::MAX_BODY);
-        let tokens = OptValue::from_json(tokens.as_deref(), wire::MAX_BODY);
+        let tokens = from_js(&tokens, wire::MAX_BODY);
         let result = {
             let mut keeper = self.keeper.borrow_mut();
             let Some((grant, _)) = wire::grant(&tokens, &keeper.settings().fields) else {

@@ -4,8 +4,9 @@
 //! token responses ([`crate::value`]).
 //!
 //! It keeps serde_json out of the wasm (size), never panics, and rejects what
-//! is not JSON. Nesting is bounded: what lies deeper is skipped, with a
-//! depth limit of its own.
+//! is not JSON. Nesting is bounded twice: arrays and objects past the
+//! caller's depth stand as one [`OptValue::Other`], and past a hard limit
+//! the text is not read at all.
 
 use crate::value::OptValue;
 use alloc::string::String;

@@ -102,19 +102,15 @@ const MAX_TOKEN: usize = 16 * 1024;
 /// Generations are carried as JS numbers: integers up to 2^53 are exact.
 const MAX_GEN: f64 = 9_007_199_254_740_991.0;
 
-fn field<'a>(entries: &'a [(String, OptValue)], key: &str) -> &'a OptValue {
-    OptValue::field(entries, key)
-}
-
 fn string(entries: &[(String, OptValue)], key: &str, max: usize) -> Result<String, Reject> {
-    match field(entries, key) {
+    match OptValue::field(entries, key) {
         OptValue::Str(s) if !s.is_empty() && s.len() <= max => Ok(s.clone()),
         _ => Err(Reject::Malformed),
     }
 }
 
 fn number(entries: &[(String, OptValue)], key: &str) -> Result<Option<f64>, Reject> {
-    match field(entries, key) {
+    match OptValue::field(entries, key) {
         OptValue::Undefined | OptValue::Null => Ok(None),
         OptValue::Num(n) if n.is_finite() => Ok(Some(*n)),
         _ => Err(Reject::Malformed),
@@ -134,7 +130,7 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
     let OptValue::Map(entries) = value else {
         return Err(Reject::Malformed);
     };
-    match field(entries, "v") {
+    match OptValue::field(entries, "v") {
         OptValue::Num(v) if *v == VERSION => {}
         OptValue::Num(_) => return Err(Reject::Version),
         _ => return Err(Reject::Malformed),
@@ -152,7 +148,7 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
             if access.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
                 return Err(Reject::Malformed);
             }
-            let refresh = match field(entries, "refresh") {
+            let refresh = match OptValue::field(entries, "refresh") {
                 OptValue::Undefined | OptValue::Null => None,
                 _ => Some(string(entries, "refresh", MAX_TOKEN)?),
             };

@@ -1,13 +1,13 @@
 //! The mirror of JS values the core decodes: the constructor's options
-//! ([`crate::config`]) and the other tabs' messages ([`crate::protocol`])
-//! arrive as an [`OptValue`], read from the JS value by the shell
-//! (`src/interop.rs`, bounded in depth), and checked by those modules.
+//! ([`crate::config`]), the other tabs' messages ([`crate::protocol`]) and
+//! token bodies ([`crate::wire::grant`]) arrive as JSON text the executor
+//! wrote, bounded in size, and are read here into an [`OptValue`], bounded
+//! in depth, for those modules to check.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// A JS value as the core sees it: what the shell read from the options
-/// object or a tab message, without the JS engine.
+/// A JS value as the core sees it, without the JS engine.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OptValue {
     /// `undefined` (or a missing key): the default applies.
@@ -28,22 +28,6 @@ pub enum OptValue {
     Other(&'static str),
 }
 
-impl OptValue {
-    /// What kind of value this is, as an error message names it.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            OptValue::Undefined => "undefined",
-            OptValue::Null => "null",
-            OptValue::Bool(_) => "a boolean",
-            OptValue::Num(_) => "a number",
-            OptValue::Str(_) => "a string",
-            OptValue::List(_) => "an array",
-            OptValue::Map(_) => "an object",
-            OptValue::Other(t) => t,
-        }
-    }
-}
-
 /// How deep a value from JS is read: arrays and objects nested deeper are
 /// [`OptValue::Other`] ("a value nested too deep").
 pub const MAX_DEPTH: usize = 4;
@@ -58,6 +42,20 @@ pub const MAX_JSON: usize = 64 * 1024;
 const MARK: &str = "\u{0}";
 
 impl OptValue {
+    /// What kind of value this is, as an error message names it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OptValue::Undefined => "undefined",
+            OptValue::Null => "null",
+            OptValue::Bool(_) => "a boolean",
+            OptValue::Num(_) => "a number",
+            OptValue::Str(_) => "a string",
+            OptValue::List(_) => "an array",
+            OptValue::Map(_) => "an object",
+            OptValue::Other(t) => t,
+        }
+    }
+
     /// Reads the JSON text the executor wrote of a JS value (`tk_json` in
     /// `js/executor.js`), `None` standing for `undefined`. A value JSON has
     /// no form for arrives as a marker object `{"\u0000": kind}` and is read
