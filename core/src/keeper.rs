@@ -877,7 +877,7 @@ impl Keeper {
                 SyncKind::Logout
             }
             (Apply::Defer, Message::Backoff { until, .. }) => {
-                self.session.defer_until(until);
+                self.session.defer_until(now, until);
                 SyncKind::Backoff
             }
             (Apply::Advance, m) => {

@@ -4,8 +4,11 @@
 //! the caller ignores them.
 //!
 //! Every message carries the protocol version `v`, the sender's tab id
-//! `from` and the sender's session generation `gen`. Generations only grow,
-//! so a message never takes a tab back to an older state.
+//! `from` and the sender's session generation `gen`. Generations move
+//! forward on a ring ([`next_generation`], [`is_newer`]), so a message never
+//! takes a tab back to an older state, and every generation a tab can reach
+//! is one every tab accepts: even a message at the largest one (from a
+//! script of the origin that is no honest tab) leaves tabs that rotate on.
 
 use crate::token::TokenSet;
 use crate::value::OptValue;
@@ -99,8 +102,38 @@ pub enum Reject {
 
 const MAX_ID: usize = 64;
 const MAX_TOKEN: usize = 16 * 1024;
-/// Generations are carried as JS numbers: integers up to 2^53 are exact.
-const MAX_GEN: f64 = 9_007_199_254_740_991.0;
+
+/// The largest generation, 2^53 − 1: generations travel as JS numbers, in
+/// which every integer up to it is exact. After it comes 1.
+pub const MAX_GEN: u64 = (1 << 53) - 1;
+
+/// The generation after `gen`: `gen + 1`, and 1 after [`MAX_GEN`]. (0 means
+/// "nothing yet": a tab that never had a session; no change leads back to it.)
+pub fn next_generation(gen: u64) -> u64 {
+    if gen >= MAX_GEN {
+        1
+    } else {
+        gen + 1
+    }
+}
+
+/// Whether generation `a` is newer than `b`. Every generation is newer than
+/// 0; otherwise the generations 1 ..= [`MAX_GEN`] form a ring (serial number
+/// arithmetic, as RFC 1982's): `a` is newer when it lies less than half the
+/// ring ahead of `b`. Of two different generations exactly one is newer
+/// (the ring has an odd number of them), and `next_generation(g)` is always
+/// newer than `g`.
+pub fn is_newer(a: u64, b: u64) -> bool {
+    if a == 0 || a == b || a > MAX_GEN || b > MAX_GEN {
+        return false;
+    }
+    if b == 0 {
+        return true;
+    }
+    // The distance from b forward to a, in 1 ..= MAX_GEN − 1.
+    let ahead = if a > b { a - b } else { MAX_GEN - (b - a) };
+    ahead <= MAX_GEN / 2
+}
 
 fn string(entries: &[(String, OptValue)], key: &str, max: usize) -> Result<String, Reject> {
     match OptValue::field(entries, key) {
@@ -119,7 +152,7 @@ fn number(entries: &[(String, OptValue)], key: &str) -> Result<Option<f64>, Reje
 
 fn generation(entries: &[(String, OptValue)]) -> Result<u64, Reject> {
     match number(entries, "gen")? {
-        Some(g) if (0.0..=MAX_GEN).contains(&g) && g == (g as u64) as f64 => Ok(g as u64),
+        Some(g) if (0.0..=MAX_GEN as f64).contains(&g) && g == (g as u64) as f64 => Ok(g as u64),
         _ => Err(Reject::Malformed),
     }
 }
@@ -200,14 +233,14 @@ pub enum Apply {
 pub fn apply(message: &Message, own_gen: u64, authenticated: bool) -> Apply {
     match message {
         Message::Hello { gen } => {
-            if own_gen > *gen {
+            if is_newer(own_gen, *gen) {
                 Apply::Answer
             } else {
                 Apply::Ignore
             }
         }
         Message::Session { gen, .. } => {
-            if *gen > own_gen {
+            if is_newer(*gen, own_gen) {
                 Apply::Adopt
             } else {
                 Apply::Ignore
@@ -221,9 +254,10 @@ pub fn apply(message: &Message, own_gen: u64, authenticated: bool) -> Apply {
             }
         }
         Message::Logout { gen, .. } => {
-            if *gen >= own_gen && authenticated {
+            let newer = is_newer(*gen, own_gen);
+            if (newer || *gen == own_gen) && authenticated {
                 Apply::EndSession
-            } else if *gen > own_gen {
+            } else if newer {
                 Apply::Advance
             } else {
                 Apply::Ignore

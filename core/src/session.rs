@@ -4,6 +4,7 @@
 //! out the decisions.
 
 use crate::error::Error;
+use crate::protocol;
 use crate::token::{self, TokenSet};
 use alloc::string::String;
 
@@ -101,7 +102,8 @@ impl Session {
     }
 
     /// The generation of the current tokens (0 before the first login).
-    /// Every change of tokens, logout included, makes a larger one.
+    /// Every change of tokens, logout included, makes a newer one
+    /// ([`protocol::next_generation`]: one larger, up to 2^53 − 1).
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -121,8 +123,8 @@ impl Session {
     /// moves forward.
     pub fn adopt(&mut self, tokens: TokenSet, generation: Option<u64>, jitter: f64) -> u64 {
         self.generation = match generation {
-            Some(g) if g > self.generation => g,
-            _ => self.generation.saturating_add(1),
+            Some(g) if protocol::is_newer(g, self.generation) => g,
+            _ => protocol::next_generation(self.generation),
         };
         self.tokens = Some(tokens);
         self.jitter = jitter;
@@ -133,7 +135,7 @@ impl Session {
 
     /// Moves the generation forward to `gen` (a newer state seen in another tab).
     pub fn advance_to(&mut self, gen: u64) {
-        if gen > self.generation {
+        if protocol::is_newer(gen, self.generation) {
             self.generation = gen;
         }
     }
@@ -142,7 +144,7 @@ impl Session {
     pub fn clear(&mut self) -> bool {
         let had = self.tokens.take().is_some();
         if had {
-            self.generation = self.generation.saturating_add(1);
+            self.generation = protocol::next_generation(self.generation);
         }
         self.failures = 0;
         self.not_before = 0.0;
@@ -259,7 +261,10 @@ impl Session {
 
     /// Another tab holding the same tokens was told to back off until
     /// `until`: this tab waits too (a `Retry-After` is for every tab).
-    pub fn defer_until(&mut self, until: f64) {
+    pub fn defer_until(&mut self, now: f64, until: f64) {
+        // No longer than a server's Retry-After could ask for: a message
+        // from another tab can say no more than an honest tab was told.
+        let until = until.min(now + RETRY_AFTER_MAX_MS);
         if self.tokens.is_some() && until.is_finite() && until > self.not_before {
             self.not_before = until;
             self.failures = self.failures.max(1);
@@ -426,18 +431,18 @@ mod tests {
     fn another_tabs_backoff_is_honoured() {
         let mut s = Session::new();
         let g = s.adopt(tokens(60_000.0), None, 0.0);
-        s.defer_until(T0 + 2_000.0);
+        s.defer_until(T0, T0 + 2_000.0);
         assert_eq!(s.refresh_at(10_000.0), Some(T0 + 2_000.0));
         assert!(s.begin_refresh(T0 + 1_000.0).is_err());
         assert_eq!(
             s.read(T0 + 1_000.0, 10_000.0),
             Read::Fresh { generation: g }
         );
-        s.defer_until(T0 + 1_000.0); // an earlier moment changes nothing
+        s.defer_until(T0, T0 + 1_000.0); // an earlier moment changes nothing
         assert_eq!(s.refresh_at(10_000.0), Some(T0 + 2_000.0));
         assert!(s.begin_refresh(T0 + 2_000.0).is_ok());
         let mut empty = Session::new();
-        empty.defer_until(T0 + 5.0);
+        empty.defer_until(T0, T0 + 5.0);
         assert_eq!(empty.refresh_at(0.0), None);
     }
 

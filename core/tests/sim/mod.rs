@@ -378,6 +378,23 @@ impl World {
         self.grant_next();
     }
 
+    /// A message from a script of the origin that is no tab: posted on the
+    /// channel as `data` (any value), it reaches every open tab.
+    pub fn inject(&mut self, data: OptValue) {
+        for to in 0..self.tabs.len() {
+            if self.tabs[to].open {
+                let at = self.now + self.bus_delay_ms;
+                self.push(
+                    at,
+                    Pending::Message {
+                        to,
+                        data: data.clone(),
+                    },
+                );
+            }
+        }
+    }
+
     /// Runs the world until `until`.
     pub fn run_until(&mut self, until: f64) {
         while self.step(until) {}
