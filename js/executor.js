@@ -19,32 +19,44 @@ const toError = (e) => {
 /** The JSON text of an error, made a `TokenKeeperError` (for Rust's throws). */
 export const tk_error = (json) => toError(JSON.parse(json));
 
-/** What JSON has no form for, marked so the keeper can name it (core/src/value.rs). */
-const mark = (k, v) => {
-  const t = typeof v;
-  return t == "function" || t == "symbol" || t == "bigint" ? { "\0": t } : t == "number" && !isFinite(v) ? { "\0": String(v) } : v;
-};
+/** Thrown out of JSON.stringify when a value's text must be longer than allowed. */
+const LARGE = {};
 
 /**
  * A JS value as JSON text for the keeper, which reads every value from JS
- * this way (undefined stays undefined). Never more than `max` + 1 units: the
- * keeper sees a longer text is too long, without being handed all of it.
+ * this way (undefined stays undefined), with markers for what JSON has no
+ * form for (core/src/value.rs). Never more than `max` + 1 units, and never
+ * much more work: each value written counts what its text must at least
+ * take, and once that passes `max` (`new Array(2 ** 29)`, a huge string)
+ * the writing stops and the keeper is told the value is too large.
  */
 export const tk_json = (value, max) => {
+  let left = max;
+  function mark(k, v) {
+    const t = typeof v;
+    left -= (Array.isArray(this) ? 1 : k.length + 3) + (t == "string" ? v.length + 2 : 0);
+    if (left < 0) throw LARGE;
+    return t == "function" || t == "symbol" || t == "bigint" ? { "\0": t } : t == "number" && !isFinite(v) ? { "\0": String(v) } : v;
+  }
   let text;
   try {
     text = JSON.stringify(value, mark);
-  } catch {
-    // A cycle, or a getter that throws.
-    text = '{"\\u0000":"?"}';
+  } catch (e) {
+    // Too large; or a cycle, or a getter that throws.
+    text = e === LARGE ? '{"\\u0000":"large"}' : '{"\\u0000":"?"}';
   }
   return text === undefined ? text : text.slice(0, max + 1);
 };
 
-/** `url` made absolute against the page (the `<base>`, in a window), or undefined. */
+/**
+ * `url` made absolute against the page's location, or undefined. Never
+ * against `document.baseURI`: markup injected into the page (no script
+ * needed) can add a `<base>` of another origin, and the refresh, login and
+ * logout URLs carry credentials.
+ */
 export const tk_resolve = (url) => {
   try {
-    return new URL(url, typeof document == "object" && document ? document.baseURI : location.href).href;
+    return new URL(url, location.href).href;
   } catch {
     return undefined;
   }
@@ -89,6 +101,47 @@ const exchange = async (q, max) => {
 
 const visible = () => typeof document != "object" || !document || document.visibilityState != "hidden";
 
+/** An exception of an app's listener, reported as an uncaught one would be (it must not stop the others). */
+const report = (e) => {
+  if (typeof reportError == "function") reportError(e);
+  else setTimeout(() => {
+    throw e;
+  });
+};
+
+/**
+ * The page events every keeper of the page hears: one listener each for
+ * the whole page, added once and kept for the page's lifetime (a page with
+ * thousands of keepers would otherwise add and remove thousands of
+ * listeners on one target, each in time that grows with their number).
+ */
+const shells = new Set();
+let listening = false;
+const listenPage = () => {
+  if (listening) return;
+  listening = true;
+  const on = (target, type, event) => {
+    if (target) target.addEventListener(type, () => {
+      for (const shell of shells) shell.input(() => shell.core.page(now(), event, visible()));
+    });
+  };
+  on(typeof document == "object" ? document : null, "visibilitychange", 0);
+  on(globalThis, "pageshow", 1);
+  on(globalThis, "online", 2);
+  on(globalThis, "focus", 3);
+};
+
+/** Rejects with fetch's own error once `signal` is aborted (never, without one). */
+const aborted = (signal) =>
+  new Promise((_, reject) => {
+    const abort = () => reject(signal.reason ?? new DOMException("The operation was aborted.", "AbortError"));
+    if (signal.aborted) abort();
+    else signal.addEventListener("abort", abort, { once: true });
+  });
+
+/** `p`, or fetch's AbortError as soon as `signal` aborts: the caller stops waiting, the work goes on for others. */
+const abortable = (p, signal) => (signal ? Promise.race([p, aborted(signal)]) : p);
+
 export class Shell {
   /** Opens the channel to the other tabs, if the browser has one. */
   constructor(channel) {
@@ -105,6 +158,7 @@ export class Shell {
     this.list = [];
     this.held = [];
     this.off = [];
+    this.boundFetch = (input, init) => this.fetch(input, init);
   }
 
   get tabs() {
@@ -125,11 +179,8 @@ export class Shell {
       this.off.push(() => target.removeEventListener(type, f));
     };
     listen(this.channel, "message", (e) => this.input(() => core.tab(now(), tk_json(e.data, this.message))));
-    const page = (event) => () => this.input(() => core.page(now(), event, visible()));
-    listen(typeof document == "object" ? document : null, "visibilitychange", page(0));
-    listen(globalThis, "pageshow", page(1));
-    listen(globalThis, "online", page(2));
-    listen(globalThis, "focus", page(3));
+    shells.add(this);
+    listenPage();
     this.drive();
   }
 
@@ -194,7 +245,9 @@ export class Shell {
           if (l.k == c.k) {
             try {
               l.f(c.d);
-            } catch {}
+            } catch (e) {
+              report(e);
+            }
           }
         }
         break;
@@ -238,6 +291,8 @@ export class Shell {
     try {
       body = JSON.stringify(credentials);
     } catch {}
+    // At most one unit more than the keeper reads: it says the rest is too large.
+    if (typeof body == "string") body = body.slice(0, this.body + 1);
     const c = JSON.parse(this.core.login(url, body));
     if (c.e) throw toError(c.e);
     const a = await exchange(c.q, this.body);
@@ -253,9 +308,10 @@ export class Shell {
   }
 
   async logout() {
-    const q = this.core.logout(now());
+    const c = JSON.parse(this.core.logout(now()));
     this.drive();
-    if (q !== undefined) await exchange(JSON.parse(q), 0);
+    if (c.e) throw toError(c.e);
+    if (c.q) await exchange(c.q, 0);
   }
 
   on(kind, f) {
@@ -270,8 +326,12 @@ export class Shell {
     // Built exactly as fetch would: its errors are fetch's errors.
     const request = new Request(input, init);
     const url = request.url;
-    let r = this.call((id) => this.core.fetch(now(), id, url));
-    if (r instanceof Promise) r = await r;
+    // Aborted while it waits for a refresh, the call rejects at once (the
+    // refresh goes on for the others); once sent, fetch itself sees to it.
+    const signal = request.signal;
+    if (signal.aborted) await aborted(signal);
+    let r = this.call((id) => this.core.fetch(now(), id, url, request.mode));
+    if (r instanceof Promise) r = await abortable(r, signal);
     ok(r);
     if (r.r == "pass") return fetch(request);
     // Keep a copy to replay after a 401; a stream body cannot be replayed.
@@ -283,7 +343,7 @@ export class Shell {
     const first = await this.send(request, r.p + r.a);
     let a = this.answered(first, r.g, sent, bodiless || !!copy, false, url);
     if (a === undefined) return first;
-    if (a instanceof Promise) a = await a;
+    if (a instanceof Promise) a = await abortable(a, signal);
     if (a.r != "replay") return first;
     const replay = copy || new Request(request);
     sent = now();
@@ -328,6 +388,7 @@ export class Shell {
 
   /** `free()`: the keeper does nothing more; waiting calls end; listeners, timer, channel and locks go. */
   free() {
+    shells.delete(this);
     this.core.close();
     this.drive();
     clearTimeout(this.timer);

@@ -14,7 +14,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use core::cell::RefCell;
 use js_sys::{Function, Promise};
-use tokenkeeper_core::config::{Settings, UrlResolver};
+use tokenkeeper_core::config::Settings;
 use tokenkeeper_core::keeper::{Answered, CallId, Env, EventKind, Keeper, PageEvent};
 use tokenkeeper_core::token::Timing;
 use tokenkeeper_core::value::{OptValue, MAX_JSON};
@@ -38,9 +38,12 @@ extern "C" {
     #[wasm_bindgen(method, js_name = ready)]
     fn ready_call(this: &Shell) -> Promise;
     #[wasm_bindgen(method, js_name = login)]
-    fn login_call(this: &Shell, url: String, credentials: JsValue) -> Promise;
+    fn login_call(this: &Shell, url: JsValue, credentials: JsValue) -> Promise;
     #[wasm_bindgen(method, js_name = fetch)]
     fn fetch_call(this: &Shell, input: JsValue, init: JsValue) -> Promise;
+    /// `fetch`, bound to this keeper: it works passed around, as `window.fetch` does.
+    #[wasm_bindgen(method, getter, js_name = boundFetch)]
+    fn bound_fetch(this: &Shell) -> Function;
     #[wasm_bindgen(method, js_name = token)]
     fn token_call(this: &Shell) -> Promise;
     #[wasm_bindgen(method, js_name = refresh)]
@@ -84,9 +87,10 @@ impl Core {
         self.keeper.borrow_mut().ready(now, CallId(call));
     }
 
-    /// `fetch()` of `url` needs to know whether and with what token.
-    pub fn fetch(&self, now: f64, call: u32, url: &str) {
-        self.keeper.borrow_mut().fetch(now, CallId(call), url);
+    /// `fetch()` of a `Request` (its `url` and `mode`, strings the browser
+    /// made) needs to know whether and with what token.
+    pub fn fetch(&self, now: f64, call: u32, url: &str, mode: &str) {
+        self.keeper.borrow_mut().fetch(now, CallId(call), url, mode);
     }
 
     /// `getAccessToken()`.
@@ -99,18 +103,20 @@ impl Core {
         self.keeper.borrow_mut().refresh(now, CallId(call));
     }
 
-    /// `logout()`: the request telling the logout endpoint, if one is due.
-    pub fn logout(&self, now: f64) -> Option<String> {
+    /// `logout()`: the request telling the logout endpoint, if one is due,
+    /// or the error (`wire::logout`).
+    pub fn logout(&self, now: f64) -> String {
         let mut keeper = self.keeper.borrow_mut();
-        let notice = keeper.logout(now)?;
-        Some(wire::logout_request(keeper.settings(), &notice))
+        let result = keeper.logout(now);
+        wire::logout(keeper.settings(), result)
     }
 
-    /// `login(url, credentials)`: the request to send, or the argument's error.
-    pub fn login(&self, url: &str, credentials: Option<String>) -> String {
-        let url = BrowserUrls.resolve(url);
+    /// `login(url, credentials)`: the request to send, or the error. `url`
+    /// is the app's argument, anything; `credentials` their JSON text.
+    pub fn login(&self, url: JsValue, credentials: Option<String>) -> String {
+        let url = from_js(&url, MAX_JSON);
         let keeper = self.keeper.borrow();
-        wire::login_request(keeper.settings(), url.as_deref(), credentials.as_deref())
+        wire::login(&keeper, &url, credentials.as_deref(), &BrowserUrls)
     }
 
     /// A token endpoint's answer (`call` 0: the refresh; otherwise that
@@ -140,6 +146,7 @@ impl Core {
             sent_at,
             received_at,
             server_date: finite(date),
+            fresh: true,
         };
         let answer = wire::token_answer(status, body, retry_after_ms, timing);
         match call {
@@ -301,7 +308,7 @@ impl TokenKeeper {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn login(
         &self,
-        url: String,
+        #[wasm_bindgen(unchecked_param_type = "string | URL")] url: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] credentials: JsValue,
     ) -> Promise {
         self.shell.login_call(url, credentials)
@@ -319,13 +326,8 @@ impl TokenKeeper {
         let tokens = from_js(&tokens, wire::MAX_BODY);
         let result = {
             let mut keeper = self.keeper.borrow_mut();
-            let Some((grant, _)) = wire::grant(&tokens, &keeper.settings().fields) else {
-                return Err(Error::InvalidArgument {
-                    argument: "tokens",
-                    reason: "must be an object",
-                }
-                .into());
-            };
+            keeper.open()?;
+            let grant = wire::tokens_argument(&tokens, &keeper.settings().fields)?;
             keeper.set_tokens(js_sys::Date::now(), grant)
         };
         self.shell.drive();
@@ -335,15 +337,15 @@ impl TokenKeeper {
     /// Same contract as `window.fetch`. For an allowed origin, attaches the
     /// access token (refreshing first when it is expired or about to be), and
     /// on a 401 refreshes once (only if no newer token exists already) and
-    /// replays the request once. Any other URL is fetched untouched.
-    // Declared in typescript.rs, with `init` optional as in `window.fetch`.
-    #[wasm_bindgen(skip_typescript)]
-    pub fn fetch(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "RequestInfo | URL")] input: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "RequestInit")] init: JsValue,
-    ) -> Promise {
-        self.shell.fetch_call(input, init)
+    /// replays the request once. Any other URL is fetched untouched, and so
+    /// is a `mode: "no-cors"` request (the browser would drop the token's
+    /// header). Bound to this keeper: `const f = keeper.fetch; f(url)` works,
+    /// as `window.fetch` does passed around.
+    // A getter of a bound function. Declared in typescript.rs as the method
+    // it reads as, with `init` optional as in `window.fetch`.
+    #[wasm_bindgen(getter = fetch, skip_typescript)]
+    pub fn fetch_bound(&self) -> Function {
+        self.shell.bound_fetch()
     }
 
     /// A valid access token, refreshing first when it is expired or inside
@@ -368,13 +370,24 @@ impl TokenKeeper {
     #[wasm_bindgen(skip_typescript)]
     pub fn on(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "TokenKeeperEvent")] event: &str,
-        #[wasm_bindgen(unchecked_param_type = "(detail: any) => void")] callback: Function,
+        #[wasm_bindgen(unchecked_param_type = "TokenKeeperEvent")] event: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(detail: any) => void")] callback: JsValue,
     ) -> Result<Function, Thrown> {
-        let kind = EventKind::parse(event).ok_or(Error::InvalidArgument {
+        self.keeper.borrow().open()?;
+        let kind = match from_js(&event, 32) {
+            OptValue::Str(name) => EventKind::parse(&name),
+            _ => None,
+        }
+        .ok_or(Error::InvalidArgument {
             argument: "event",
             reason: "must be one of refresh, refresh-error, expired, logout, change, sync",
         })?;
+        let callback = callback
+            .dyn_into::<Function>()
+            .map_err(|_| Error::InvalidArgument {
+                argument: "callback",
+                reason: "must be a function",
+            })?;
         Ok(self.shell.on_call(kind.as_str(), callback))
     }
 
@@ -409,6 +422,30 @@ impl TokenKeeper {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn logout(&self) -> Promise {
         self.shell.logout_call()
+    }
+
+    /// Frees the keeper: cancels its timer and listeners, leaves the tabs'
+    /// channel, clears the tokens, and ends waiting calls. After it, every
+    /// method rejects (`setTokens` and `on` throw) a `TokenKeeperError` with
+    /// code `freed`, the getters read as logged out, and `free()` again (or
+    /// `[Symbol.dispose]()`) does nothing. The little memory left goes when
+    /// the object is garbage-collected.
+    // This replaces the `free()` wasm-bindgen writes, which releases the
+    // Rust object at once: every later call then failed on a null pointer
+    // with a plain `Error`, a second `free()` too. A method of the same name
+    // written later in the class wins, `[Symbol.dispose]` included.
+    // Declared in typescript.rs.
+    #[wasm_bindgen(js_name = free, skip_typescript)]
+    pub fn close(&self) {
+        self.shell.free_call();
+    }
+}
+
+impl TokenKeeper {
+    /// `keeper.fetch(input, init)`, as JS calls it (for Rust callers: JS
+    /// reads the `fetch` property, a bound function).
+    pub fn fetch(&self, input: JsValue, init: JsValue) -> Promise {
+        self.shell.fetch_call(input, init)
     }
 }
 

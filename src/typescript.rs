@@ -9,7 +9,7 @@ use wasm_bindgen::JsCast;
 const TS_TYPES: &'static str = r#"
 /** Options of `new TokenKeeper(options)`. Validated once: an unknown option, a wrong type or an invalid URL throws a TokenKeeperError with code `invalid_option` naming it. */
 export interface TokenKeeperOptions {
-  /** The refresh endpoint (absolute, or relative to the page). Required. */
+  /** The refresh endpoint (absolute, or relative to the page's location — never to a `<base>`). Required. */
   refreshUrl: string;
   /** How the refresh token is sent: `"json"` body (default), RFC 6749 `"form"`, or an HttpOnly `"cookie"` the page never sees. */
   refreshStyle?: "json" | "form" | "cookie";
@@ -17,11 +17,11 @@ export interface TokenKeeperOptions {
   clientId?: string;
   /** `scope` sent with form-style refreshes. */
   scope?: string;
-  /** The request header that carries the token. Default `"Authorization"`. */
+  /** The request header that carries the token (one a page may set: not `Cookie`, `Host`, `Sec-…`, …). Default `"Authorization"`. */
   header?: string;
   /** The scheme before the token; `null` sends the raw token. Default `"Bearer"`. */
   scheme?: string | null;
-  /** Origins that receive the token; every other URL is fetched untouched. Default: the page's origin. */
+  /** Origins that receive the token, each in full (`"https://api.example.com"`: no wildcard, no path); every other URL is fetched untouched. Default: the page's origin. */
   allowedOrigins?: string[];
   /** Refresh this long before expiry, in seconds (bounded to a third of the token's lifetime). Default 60. */
   refreshLeadSeconds?: number;
@@ -134,6 +134,13 @@ export interface TokenKeeper {
    * origins, and a 401 is answered by one refresh and one replay.
    */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /**
+   * Frees the keeper: its timer, listeners and channel go, its tokens are
+   * cleared, and waiting calls end. Later calls reject (or throw) a
+   * TokenKeeperError with code `freed`; the getters read as logged out;
+   * `free()` again does nothing.
+   */
+  free(): void;
 }
 "#;
 

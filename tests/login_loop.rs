@@ -88,7 +88,7 @@ async fn wrong_password_is_a_typed_error() {
     let base = server();
     let keeper = keeper(&[]);
     let creds = obj(&[("username", "user1".into()), ("password", "nope".into())]);
-    let err = wasm_bindgen_futures::JsFuture::from(keeper.login(url(base, "/login"), creds))
+    let err = wasm_bindgen_futures::JsFuture::from(keeper.login(url(base, "/login").into(), creds))
         .await
         .unwrap_err();
     assert_eq!(

@@ -127,7 +127,7 @@ async fn a_malformed_token_response_keeps_the_session() {
         ("username", "user1".into()),
         ("password", "password1".into()),
     ]);
-    let err = settle(keeper.login(url(server(), "/login"), creds))
+    let err = settle(keeper.login(url(server(), "/login").into(), creds))
         .await
         .unwrap_err();
     assert_eq!(code(&err), "invalid_token_response");
@@ -193,12 +193,7 @@ async fn free_cancels_the_timer() {
     let called = std::rc::Rc::new(std::cell::Cell::new(false));
     let flag = called.clone();
     let cb = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |_| flag.set(true));
-    keeper
-        .on(
-            "refresh",
-            wasm_bindgen::JsCast::unchecked_ref::<js_sys::Function>(cb.as_ref()).clone(),
-        )
-        .unwrap();
+    keeper.on("refresh".into(), cb.as_ref().clone()).unwrap();
     drop(keeper); // what free() does from JS
     sleep(2500).await;
     assert!(!called.get(), "a refresh ran after free()");

@@ -145,18 +145,15 @@ async fn on_returns_an_unsubscribe_function() {
     let cb = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |_| {
         sink.set(sink.get() + 1)
     });
-    let off = keeper
-        .on(
-            "change",
-            wasm_bindgen::JsCast::unchecked_ref::<js_sys::Function>(cb.as_ref()).clone(),
-        )
-        .unwrap();
+    let off = keeper.on("change".into(), cb.as_ref().clone()).unwrap();
     login(&keeper).await;
     assert_eq!(events.get(), 1);
     off.call0(&JsValue::NULL).unwrap();
     settle(keeper.refresh()).await.unwrap();
     assert_eq!(events.get(), 1, "unsubscribed");
-    assert!(keeper.on("nope", js_sys::Function::default()).is_err());
+    assert!(keeper
+        .on("nope".into(), js_sys::Function::default().into())
+        .is_err());
     drop(keeper);
     // A handle called after free() does nothing.
     off.call0(&JsValue::NULL).unwrap();

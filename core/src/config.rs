@@ -148,7 +148,13 @@ impl Settings {
         let scope = opt_string("scope", get("scope"))?;
         let header = match get("header") {
             OptValue::Undefined => "Authorization".to_string(),
-            v => header_name("header", v)?,
+            v => {
+                let name = header_name("header", v)?;
+                if let Some(why) = forbidden_request_header(&name) {
+                    return Err(Error::option("header", why));
+                }
+                name
+            }
         };
         let scheme = match get("scheme") {
             OptValue::Undefined => Some("Bearer".to_string()),
@@ -174,15 +180,14 @@ impl Settings {
                             &expected("an array of origin strings", item),
                         ));
                     };
-                    let origin = urls
-                        .resolve(s)
-                        .filter(|abs| abs.starts_with("http://") || abs.starts_with("https://"))
-                        .and_then(|abs| urls.origin(&abs))
-                        .ok_or_else(|| {
-                            let mut r = String::from("not an http(s) origin: ");
-                            r.push_str(s);
-                            Error::option("allowedOrigins", &r)
-                        })?;
+                    let origin = allowed_origin(s, urls).ok_or_else(|| {
+                        let mut r = String::from(
+                            "each must be an http(s) origin such as \"https://api.example.com\" \
+                             (scheme, host and port, nothing else), got ",
+                        );
+                        r.push_str(&quoted(s));
+                        Error::option("allowedOrigins", &r)
+                    })?;
                     if !out.contains(&origin) {
                         out.push(origin);
                     }
@@ -214,7 +219,18 @@ impl Settings {
         };
         let renew_header = match get("renewHeader") {
             OptValue::Undefined | OptValue::Null => None,
-            v => Some(header_name("renewHeader", v)?),
+            v => {
+                let name = header_name("renewHeader", v)?;
+                if name.eq_ignore_ascii_case("set-cookie")
+                    || name.eq_ignore_ascii_case("set-cookie2")
+                {
+                    return Err(Error::option(
+                        "renewHeader",
+                        "names a response header that a page can never read",
+                    ));
+                }
+                Some(name)
+            }
         };
         let logout_url = match get("logoutUrl") {
             OptValue::Undefined | OptValue::Null => None,
@@ -291,10 +307,79 @@ fn opt_string(name: &str, v: &OptValue) -> Result<Option<String>, Error> {
     }
 }
 
+/// `s` as JSON quotes it, for an error message.
+fn quoted(s: &str) -> String {
+    let mut q = String::new();
+    crate::wire::string(&mut q, s);
+    q
+}
+
+/// The origin an `allowedOrigins` entry names: an absolute http(s) URL with
+/// nothing but scheme, host and port (a trailing `/` allowed). A relative
+/// entry (`"*"`, `""`, `"api.example.com"`) or one with a path, credentials,
+/// query or fragment names no origin.
+fn allowed_origin(s: &str, urls: &dyn UrlResolver) -> Option<String> {
+    let origin = urls.origin(s)?;
+    let abs = urls.resolve(s)?;
+    let http = origin.starts_with("http://") || origin.starts_with("https://");
+    let bare = abs == origin || abs.strip_prefix(origin.as_str()) == Some("/");
+    (http && bare).then_some(origin)
+}
+
+/// Why a browser never sends `name` as a script's request header, if it
+/// does not (the Fetch standard's forbidden request-header names).
+fn forbidden_request_header(name: &str) -> Option<&'static str> {
+    const FORBIDDEN: [&str; 21] = [
+        "accept-charset",
+        "accept-encoding",
+        "access-control-request-headers",
+        "access-control-request-method",
+        "connection",
+        "content-length",
+        "cookie",
+        "cookie2",
+        "date",
+        "dnt",
+        "expect",
+        "host",
+        "keep-alive",
+        "origin",
+        "referer",
+        "set-cookie",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "via",
+    ];
+    const OVERRIDES: [&str; 3] = [
+        "x-http-method",
+        "x-http-method-override",
+        "x-method-override",
+    ];
+    let lower = name.to_ascii_lowercase();
+    if FORBIDDEN.contains(&lower.as_str())
+        || lower.starts_with("proxy-")
+        || lower.starts_with("sec-")
+    {
+        Some("is a header browsers do not let a page set (a forbidden request header)")
+    } else if OVERRIDES.contains(&lower.as_str()) {
+        Some("overrides the request's method: it cannot carry a token")
+    } else {
+        None
+    }
+}
+
 fn url_option(name: &str, v: &OptValue, urls: &dyn UrlResolver) -> Result<String, Error> {
     let OptValue::Str(s) = v else {
         return Err(Error::option(name, &expected("a URL string", v)));
     };
+    if s.trim().is_empty() {
+        return Err(Error::option(
+            name,
+            "is empty (it would be the page's own URL)",
+        ));
+    }
     urls.resolve(s)
         .filter(|abs| abs.starts_with("http://") || abs.starts_with("https://"))
         .ok_or_else(|| {
@@ -403,7 +488,7 @@ mod tests {
                 ("scheme", OptValue::Null),
                 (
                     "allowedOrigins",
-                    OptValue::List(vec![s("https://api.example/"), s("/")]),
+                    OptValue::List(vec![s("https://api.example/"), s("https://app.example")]),
                 ),
                 ("refreshLeadSeconds", OptValue::Num(5.0)),
                 ("renewHeader", s("x-renewed-token")),
@@ -513,6 +598,87 @@ mod tests {
         let mut o = base();
         o.push(("fields", opts(vec![("accessToken", OptValue::Num(1.0))])));
         assert_eq!(err_option(opts(o)), "fields.accessToken");
+    }
+
+    /// Resolves as a browser's `URL` does against the page
+    /// `https://app.example/page`: anything without a scheme is relative.
+    struct PageUrls;
+    impl UrlResolver for PageUrls {
+        fn resolve(&self, url: &str) -> Option<String> {
+            let url = url.trim();
+            if url.contains("://") {
+                let mut abs = String::from(url);
+                if abs.matches('/').count() == 2 {
+                    abs.push('/');
+                }
+                Some(abs)
+            } else if url.starts_with('/') {
+                Some(alloc::format!("https://app.example{url}"))
+            } else {
+                Some(alloc::format!("https://app.example/{url}"))
+            }
+        }
+        fn origin(&self, url: &str) -> Option<String> {
+            Urls.origin(url)
+        }
+        fn page_origin(&self) -> String {
+            Urls.page_origin()
+        }
+    }
+
+    #[test]
+    fn what_a_browser_would_resolve_silently_is_refused() {
+        let refuse = |key: &str, value: OptValue| {
+            let o = opts(vec![("refreshUrl", s("/r")), (key, value.clone())]);
+            match Settings::from_options(&o, &PageUrls) {
+                Err(Error::InvalidOption { option, reason }) => {
+                    assert_eq!(option, key, "{value:?}: {reason}")
+                }
+                other => panic!("{key} = {value:?}: {other:?}"),
+            }
+        };
+        // Relative, they are the page itself, or a path on its origin.
+        refuse("refreshUrl", s(""));
+        refuse("refreshUrl", s("   "));
+        refuse("logoutUrl", s(""));
+        for origin in [
+            "*",
+            "",
+            "api.example.com",
+            "/api",
+            "https://api.example/v1",
+            "https://user:pw@api.example",
+        ] {
+            refuse("allowedOrigins", OptValue::List(vec![s(origin)]));
+        }
+        // Headers a browser drops from a request (or never shows of a response).
+        for header in [
+            "Cookie",
+            "content-length",
+            "Host",
+            "Origin",
+            "Referer",
+            "Sec-Token",
+            "Proxy-Authorization",
+            "X-HTTP-Method-Override",
+        ] {
+            refuse("header", s(header));
+        }
+        refuse("renewHeader", s("Set-Cookie"));
+        // What is right stays right.
+        let o = opts(vec![
+            ("refreshUrl", s("/r")),
+            (
+                "allowedOrigins",
+                OptValue::List(vec![s("https://api.example"), s("https://b.example/")]),
+            ),
+            ("header", s("x-auth-token")),
+        ]);
+        let st = Settings::from_options(&o, &PageUrls).unwrap();
+        assert_eq!(
+            st.allowed_origins,
+            ["https://api.example", "https://b.example"]
+        );
     }
 
     #[test]

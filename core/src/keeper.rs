@@ -25,7 +25,7 @@
 //! let now = 1_700_000_000_000.0;
 //! let grant = RawGrant { access_token: Some("t".into()), expires_in: Some(300.0), ..RawGrant::default() };
 //! keeper.set_tokens(now, grant).unwrap();
-//! keeper.fetch(now, CallId(1), "https://app.example/api");
+//! keeper.fetch(now, CallId(1), "https://app.example/api", "cors");
 //! let reply = std::iter::from_fn(|| keeper.poll_command()).find_map(|c| match c {
 //!     Command::Settle { call: CallId(1), reply } => Some(reply),
 //!     _ => None,
@@ -72,6 +72,10 @@ pub const NO_LOCK_SPREAD_MS: f64 = 100.0;
 /// `"opaqueredirect"` response), as a request that must not be repeated
 /// unasked. The executor is told so ([`crate::wire::executor_config`]).
 pub const RESEND_WITHOUT_TOKEN: [&str; 2] = ["GET", "HEAD"];
+
+/// The `Request.mode` in which a browser sends only CORS-safelisted headers:
+/// such a request cannot carry the token ([`Keeper::fetch`]).
+pub const NO_CORS: &str = "no-cors";
 
 /// The status that says a token was refused. A response with another
 /// status and no renewed token needs nothing from the keeper: the executor
@@ -706,10 +710,13 @@ impl Keeper {
         if self.freed {
             return Err(Error::Freed);
         }
+        // Tokens the app kept or restored: no response just issued them, so
+        // their `iat` says nothing of the server's clock now.
         let timing = Timing {
             sent_at: now,
             received_at: now,
             server_date: None,
+            fresh: false,
         };
         let tokens = token::accept_grant(grant, timing, None)?;
         self.adopt(tokens, None, Source::SetTokens);
@@ -739,11 +746,18 @@ impl Keeper {
         }
     }
 
-    /// `fetch()` to the browser-serialized `url`: a token for an allowed
-    /// origin while there is a session ([`Reply::Token`]), otherwise
-    /// [`Reply::Passthrough`].
-    pub fn fetch(&mut self, now: f64, call: CallId, url: &str) {
-        if self.freed || !self.session.is_authenticated() || !self.settings.is_allowed_url(url) {
+    /// `fetch()` to the browser-serialized `url`, a `Request` of `mode` (its
+    /// `mode`: `"cors"`, `"no-cors"`, …): a token for an allowed origin while
+    /// there is a session ([`Reply::Token`]), otherwise
+    /// [`Reply::Passthrough`]. A `"no-cors"` request passes through: the
+    /// browser sends it with CORS-safelisted headers only, so it could never
+    /// carry the token, and its 401 must not cost a refresh.
+    pub fn fetch(&mut self, now: f64, call: CallId, url: &str, mode: &str) {
+        if self.freed {
+            return self.settle(call, Reply::Failed(Error::Freed));
+        }
+        if !self.session.is_authenticated() || mode == NO_CORS || !self.settings.is_allowed_url(url)
+        {
             return self.settle(call, Reply::Passthrough);
         }
         self.need_token(now, call);
@@ -790,19 +804,32 @@ impl Keeper {
     }
 
     /// `logout()`: ends the session in every tab, and says whether (and
-    /// with what) to tell the logout endpoint.
-    pub fn logout(&mut self, now: f64) -> Option<LogoutNotice> {
+    /// with what) to tell the logout endpoint. [`Error::Freed`] after
+    /// [`Keeper::free`].
+    pub fn logout(&mut self, now: f64) -> Result<Option<LogoutNotice>, Error> {
+        self.open()?;
         let tokens = self.session.tokens().cloned();
         self.end_session(LogoutReason::Local);
         self.wake(now);
-        let url = self.settings.logout_url.clone()?;
-        let tokens = tokens?;
+        let (Some(url), Some(tokens)) = (self.settings.logout_url.clone(), tokens) else {
+            return Ok(None);
+        };
         let access = self.settings.is_allowed_url(&url).then_some(tokens.access);
-        Some(LogoutNotice {
+        Ok(Some(LogoutNotice {
             url,
             access,
             refresh: tokens.refresh,
-        })
+        }))
+    }
+
+    /// `Ok` until [`Keeper::free`], then [`Error::Freed`]: a call that would
+    /// send something (a login's credentials) asks first.
+    pub fn open(&self) -> Result<(), Error> {
+        if self.freed {
+            Err(Error::Freed)
+        } else {
+            Ok(())
+        }
     }
 
     /// `free()`: the keeper does nothing more; waiting calls end.
@@ -1328,6 +1355,7 @@ impl Keeper {
             sent_at,
             received_at: now,
             server_date,
+            fresh: true,
         };
         if let Ok(tokens) = token::accept_grant(grant, timing, self.session.refresh_token()) {
             self.adopt(tokens, None, Source::RenewHeader);

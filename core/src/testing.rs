@@ -28,7 +28,9 @@ impl UrlResolver for TestUrls {
     }
     fn origin(&self, url: &str) -> Option<String> {
         let (scheme, rest) = url.split_once("://")?;
-        let host = rest.split(['/', '?', '#']).next()?;
+        let authority = rest.split(['/', '?', '#']).next()?;
+        // As a browser's origin: without the credentials.
+        let host = authority.rsplit('@').next()?;
         let mut s = String::from(scheme);
         s.push_str("://");
         s.push_str(host);

@@ -13,7 +13,8 @@ pub struct RawGrant {
     pub access_token: Option<String>,
     /// The refresh token field, if it was a string.
     pub refresh_token: Option<String>,
-    /// The `expires_in` field in seconds, if it was a number (or a numeric string).
+    /// The `expires_in` field in seconds, if present: a number (or a numeric
+    /// string), or NaN for any other value (refused, as a negative one is).
     pub expires_in: Option<f64>,
 }
 
@@ -26,6 +27,10 @@ pub struct Timing {
     pub received_at: f64,
     /// The server's clock from the response's `Date` header (ms since epoch), if any.
     pub server_date: Option<f64>,
+    /// Whether a response just issued the token (a login, a refresh, a
+    /// renewal header): only then may it tell the server's clock. Tokens an
+    /// app restored (`setTokens`) are read in the local clock.
+    pub fresh: bool,
 }
 
 /// A validated set of tokens with its expiry in the local clock.
@@ -67,6 +72,8 @@ pub struct Claims {
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Skew smaller than this is within the clocks' one-second granularity: ignored.
 const SKEW_THRESHOLD_MS: f64 = 1500.0;
+/// A clock further off than this is no clock: such an estimate is ignored.
+pub const MAX_SKEW_MS: f64 = 86_400_000.0;
 
 /// Reads `exp` and `iat` from a JWT without verifying it (the client cannot
 /// verify; it only needs the timing). Anything that is not a JWT gives `None`.
@@ -115,19 +122,26 @@ fn base64url(text: &[u8]) -> Option<alloc::vec::Vec<u8>> {
     (acc == 0).then_some(out)
 }
 
-/// Estimates `local clock − server clock` in ms from a fresh token's `iat`
-/// (preferred: it is the moment of issue) or the response's `Date` header.
-/// Small differences, within the one-second resolution of both, count as 0.
+/// Estimates `local clock − server clock` in ms, for a token a response
+/// just issued (`timing.fresh`; otherwise 0). The response's `Date` header is
+/// the server's clock, and is preferred: when it agrees with the local clock
+/// the skew is 0, whatever the token says. Without one (a cross-origin
+/// response that does not expose it), the token's `iat`, its moment of issue.
+/// Differences within the one-second resolution of both count as 0, and one
+/// of more than [`MAX_SKEW_MS`] is not believed (0 too).
 pub fn estimate_skew(claims: Option<Claims>, timing: Timing) -> f64 {
+    if !timing.fresh {
+        return 0.0;
+    }
     let midpoint = (timing.sent_at + timing.received_at) / 2.0;
-    let server_now = match (claims.and_then(|c| c.iat), timing.server_date) {
+    let server_now = match (timing.server_date, claims.and_then(|c| c.iat)) {
         // Both have one-second resolution: the true time is within the second after.
-        (Some(iat), _) => iat * 1000.0 + 500.0,
-        (None, Some(date)) => date + 500.0,
+        (Some(date), _) => date + 500.0,
+        (None, Some(iat)) => iat * 1000.0 + 500.0,
         (None, None) => return 0.0,
     };
     let skew = midpoint - server_now;
-    if skew.is_finite() && skew.abs() > SKEW_THRESHOLD_MS {
+    if skew.is_finite() && skew.abs() > SKEW_THRESHOLD_MS && skew.abs() <= MAX_SKEW_MS {
         skew
     } else {
         0.0
@@ -253,6 +267,7 @@ mod tests {
             sent_at: T0,
             received_at: T0 + 100.0,
             server_date: Some(T0 - server_skew_ms),
+            fresh: true,
         }
     }
 
@@ -322,6 +337,41 @@ mod tests {
         let access = jwt(&format!(r#"{{"exp":{}}}"#, (T0 - hour) / 1000.0 + 60.0));
         let at = expiry(&access, None, timing(hour)).unwrap();
         assert!((at - (T0 + 60_000.0)).abs() < 1000.0, "{at}");
+    }
+
+    #[test]
+    fn only_a_fresh_token_tells_the_servers_clock() {
+        // Issued an hour ago, expired ten seconds ago, on a clock that agrees
+        // with ours: restored (setTokens) or handed out again by a server
+        // that keeps tokens, it is expired, not valid for another hour.
+        let hour = 3_600_000.0;
+        let access = jwt(&format!(
+            r#"{{"iat":{},"exp":{}}}"#,
+            (T0 - hour) / 1000.0,
+            (T0 - 10_000.0) / 1000.0
+        ));
+        let restored = Timing {
+            sent_at: T0,
+            received_at: T0,
+            server_date: None,
+            fresh: false,
+        };
+        assert_eq!(expiry(&access, None, restored), Some(T0 - 10_000.0));
+        // A response whose Date agrees with the local clock: no skew, whatever iat says.
+        assert_eq!(expiry(&access, None, timing(0.0)), Some(T0 - 10_000.0));
+        // Without a Date, a fresh token's iat is the server's clock…
+        let no_date = Timing {
+            server_date: None,
+            ..timing(0.0)
+        };
+        let at = expiry(&access, None, no_date).unwrap_or(0.0);
+        assert!((at - (T0 + hour - 10_000.0)).abs() < 1_000.0, "{at}");
+        // …unless it puts the clocks more than a day apart.
+        let ancient = jwt(&format!(r#"{{"iat":1000,"exp":{}}}"#, T0 / 1000.0 - 10.0));
+        assert_eq!(expiry(&ancient, None, no_date), Some(T0 - 10_000.0));
+        assert_eq!(estimate_skew(None, timing(MAX_SKEW_MS + 10_000.0)), 0.0);
+        let day = estimate_skew(None, timing(MAX_SKEW_MS - 10_000.0));
+        assert!((day - (MAX_SKEW_MS - 10_000.0)).abs() < 1_000.0, "{day}");
     }
 
     #[test]

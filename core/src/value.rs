@@ -37,6 +37,10 @@ pub const MAX_DEPTH: usize = 4;
 /// to spare; the executor never hands over more than one unit past it.
 pub const MAX_JSON: usize = 64 * 1024;
 
+/// What [`OptValue::Other`] says of a value whose JSON text is longer than
+/// the reader takes.
+pub const TOO_LARGE: &str = "a value too large";
+
 /// The key of the marker object the executor writes for a value JSON has no
 /// form for (see [`OptValue::from_json`]).
 const MARK: &str = "\u{0}";
@@ -60,7 +64,9 @@ impl OptValue {
     /// `js/executor.js`), `None` standing for `undefined`. A value JSON has
     /// no form for arrives as a marker object `{"\u0000": kind}` and is read
     /// back as what it was: a function, a symbol or a bigint
-    /// ([`OptValue::Other`]), or a non-finite number. A text over `max`
+    /// ([`OptValue::Other`]), or a non-finite number; the marker `"large"`
+    /// stands for a value whose text the executor stopped writing because
+    /// it could only be over `max`. A text over `max`
     /// bytes ([`MAX_JSON`] for options and tab messages), or one that is not JSON, is
     /// [`OptValue::Other`] ("an unsupported value"): nothing of it is kept.
     ///
@@ -78,7 +84,7 @@ impl OptValue {
             return OptValue::Undefined;
         };
         if text.len() > max {
-            return OptValue::Other("a value too large");
+            return OptValue::Other(TOO_LARGE);
         }
         crate::json::tree(text.as_bytes(), MAX_DEPTH)
             .unwrap_or(OptValue::Other("an unsupported value"))
@@ -94,6 +100,8 @@ impl OptValue {
                 "function" => OptValue::Other("a function"),
                 "symbol" => OptValue::Other("a symbol"),
                 "bigint" => OptValue::Other("a bigint"),
+                // The executor stopped writing a value past its size bound.
+                "large" => OptValue::Other(TOO_LARGE),
                 _ => OptValue::Other("an unsupported value"),
             },
             _ => OptValue::Map(entries),

@@ -18,12 +18,12 @@
 //! | `emit` | `k`: the event, `d`: its detail | calls the event's listeners |
 //! | `settle` | `id`, `r` and the reply's fields | ends the waiting call |
 
-use crate::config::{Fields, RefreshStyle, Settings};
+use crate::config::{Fields, RefreshStyle, Settings, UrlResolver};
 use crate::error::Error;
-use crate::keeper::{Command, Event, LogoutNotice, Reply, TokenAnswer};
+use crate::keeper::{Command, Event, Keeper, LogoutNotice, Reply, TokenAnswer};
 use crate::protocol::{Message, VERSION};
 use crate::token::{RawGrant, Timing};
-use crate::value::{OptValue, MAX_JSON};
+use crate::value::{OptValue, MAX_JSON, TOO_LARGE};
 use alloc::string::String;
 
 /// A JSON text being written: an object at a time, keys in order.
@@ -113,7 +113,7 @@ impl Writer {
 
 /// Appends `s` as a JSON string, escaped as `JSON.stringify` escapes it
 /// (runs of plain characters copied at once: tokens are long).
-fn string(out: &mut String, s: &str) {
+pub(crate) fn string(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
@@ -283,8 +283,9 @@ pub const MAX_BODY: usize = 1024 * 1024;
 
 /// The token fields of a token response's body (or of `setTokens`'s
 /// argument), read from JS as an [`OptValue`], and its OAuth `error`.
-/// `None` when it is not an object. A field of the wrong type is absent;
-/// `expires_in` may be a number or a string holding one.
+/// `None` when it is not an object. A token field of the wrong type is
+/// absent; `expires_in` may be a number or a string holding one, and is NaN
+/// (refused by [`crate::token::accept_grant`]) when it is anything else.
 ///
 /// ```
 /// use tokenkeeper_core::{config::Fields, value::OptValue, wire};
@@ -302,12 +303,15 @@ pub fn grant(body: &OptValue, fields: &Fields) -> Option<(RawGrant, Option<Strin
         OptValue::Str(s) => Some(s.clone()),
         _ => None,
     };
+    // Absent (or null): no expiry. Present, anything but a number (or a
+    // string holding one) is NaN, which `accept_grant` refuses as it
+    // refuses a negative number: one rule for every wrong value.
     let expires_in = match OptValue::field(entries, &fields.expires_in) {
+        OptValue::Undefined | OptValue::Null => None,
         OptValue::Num(n) => Some(*n),
-        OptValue::Str(s) => crate::json::decimal(s.trim().as_bytes()),
-        _ => None,
-    }
-    .filter(|n| n.is_finite());
+        OptValue::Str(s) => Some(crate::json::decimal(s.trim().as_bytes()).unwrap_or(f64::NAN)),
+        _ => Some(f64::NAN),
+    };
     Some((
         RawGrant {
             access_token: string(&fields.access_token),
@@ -316,6 +320,22 @@ pub fn grant(body: &OptValue, fields: &Fields) -> Option<(RawGrant, Option<Strin
         },
         string("error"),
     ))
+}
+
+/// `setTokens(tokens)`'s argument, as read from JS: its token fields, or the
+/// error naming what is wrong with it.
+pub fn tokens_argument(tokens: &OptValue, fields: &Fields) -> Result<RawGrant, Error> {
+    match (grant(tokens, fields), tokens) {
+        (Some((grant, _)), _) => Ok(grant),
+        (None, OptValue::Other(TOO_LARGE)) => Err(Error::InvalidArgument {
+            argument: "tokens",
+            reason: "is too large (more than 1 MiB of JSON)",
+        }),
+        (None, _) => Err(Error::InvalidArgument {
+            argument: "tokens",
+            reason: "must be an object",
+        }),
+    }
 }
 
 /// A command as the executor reads it; `tab_id` is this tab's id on the
@@ -580,6 +600,78 @@ pub fn refresh_request(settings: &Settings, refresh_token: Option<&str>) -> Stri
         }
         RefreshStyle::Cookie => post(&settings.refresh_url, "{}", "application/json", true, None),
     }
+}
+
+/// `login(url, credentials)` as the app called it: `url` as read from JS (a
+/// string, or a `URL`, which JSON writes as its `href`), `credentials` as
+/// `JSON.stringify` wrote them (at most [`MAX_BODY`] + 1 units of it). The
+/// request, or the error: [`Error::Freed`] after `free()`, or the argument
+/// that is wrong ([`login_request`]).
+pub fn login(
+    keeper: &Keeper,
+    url: &OptValue,
+    credentials: Option<&str>,
+    urls: &dyn UrlResolver,
+) -> String {
+    let checked = keeper.open().and_then(|()| {
+        if credentials.is_some_and(|c| c.len() > MAX_BODY) {
+            return Err(Error::InvalidArgument {
+                argument: "credentials",
+                reason: "is too large (more than 1 MiB of JSON)",
+            });
+        }
+        login_url(url, urls)
+    });
+    match checked {
+        Ok(url) => login_request(keeper.settings(), Some(&url), credentials),
+        Err(e) => {
+            let mut w = Writer::new();
+            w.key("e");
+            w.out.push_str(&error(&e));
+            w.done()
+        }
+    }
+}
+
+/// The absolute http(s) URL a login posts to: relative ones resolve against
+/// the page's location (never a `<base>`: see [`UrlResolver`]).
+fn login_url(url: &OptValue, urls: &dyn UrlResolver) -> Result<String, Error> {
+    let OptValue::Str(s) = url else {
+        return Err(Error::InvalidArgument {
+            argument: "url",
+            reason: "must be a URL string or a URL",
+        });
+    };
+    if s.trim().is_empty() {
+        return Err(Error::InvalidArgument {
+            argument: "url",
+            reason: "is empty (it would be the page's own URL)",
+        });
+    }
+    urls.resolve(s)
+        .filter(|abs| abs.starts_with("http://") || abs.starts_with("https://"))
+        .ok_or(Error::InvalidArgument {
+            argument: "url",
+            reason: "is not a valid http(s) URL",
+        })
+}
+
+/// `logout()`'s answer to the executor: `{"q": request}` telling the logout
+/// endpoint, `{}` when there is none to tell, or `{"e": error}`.
+pub fn logout(settings: &Settings, result: Result<Option<LogoutNotice>, Error>) -> String {
+    let mut w = Writer::new();
+    match result {
+        Ok(Some(notice)) => {
+            w.key("q");
+            w.out.push_str(&logout_request(settings, &notice));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            w.key("e");
+            w.out.push_str(&error(&e));
+        }
+    }
+    w.done()
 }
 
 /// `login(url, credentials)`: `{"q": request}` posting the credentials (a

@@ -130,7 +130,7 @@ fn a_401_refreshes_once_and_replays() {
 fn a_401_on_a_replaced_token_replays_without_refreshing() {
     let mut w = logged_in(1, 300.0);
     let url = format!("{ORIGIN}/api/me");
-    let call = w.call(0, |k, now, id| k.fetch(now, id, &url));
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors"));
     let Some(Reply::Token { generation, .. }) = w.reply(0, call) else {
         panic!("no token")
     };
@@ -286,7 +286,7 @@ fn logout_reaches_every_tab_and_names_the_endpoint() {
     assert!(w.tabs.iter().all(|t| !t.authenticated()));
     // A fetch now goes out without a token.
     let url = format!("{ORIGIN}/api/me");
-    let call = w.call(0, |k, now, id| k.fetch(now, id, &url));
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors"));
     assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
 }
 
@@ -311,13 +311,57 @@ fn a_stream_of_expired_tokens_trips_the_brake_without_spinning() {
 fn a_response_for_another_origin_or_no_session_passes_through() {
     let mut w = logged_in(1, 300.0);
     let call = w.call(0, |k, now, id| {
-        k.fetch(now, id, "https://other.example/api")
+        k.fetch(now, id, "https://other.example/api", "cors")
     });
     assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
     let call = w.call(0, |k, now, id| {
-        k.fetch(now, id, "https://app.example.evil/api")
+        k.fetch(now, id, "https://app.example.evil/api", "cors")
     });
     assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
+}
+
+#[test]
+fn a_request_that_cannot_carry_the_token_costs_no_refresh() {
+    let mut w = logged_in(1, 300.0);
+    let url = format!("{ORIGIN}/api/me");
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "no-cors"));
+    assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
+    for mode in ["cors", "same-origin", "navigate"] {
+        let call = w.call(0, |k, now, id| k.fetch(now, id, &url, mode));
+        assert!(
+            matches!(w.reply(0, call), Some(Reply::Token { .. })),
+            "{mode}"
+        );
+    }
+    assert_eq!(w.server.refresh_requests, 0);
+}
+
+#[test]
+fn a_restored_token_past_its_exp_is_expired_whatever_its_iat() {
+    use base64::Engine;
+    // Issued an hour ago, expired ten seconds ago; no expires_in.
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = format!(
+        r#"{{"iat":{},"exp":{}}}"#,
+        (T0 - 3_600_000.0) / 1000.0,
+        (T0 - 10_000.0) / 1000.0
+    );
+    let access = format!("{}.{}.sig", e.encode(r#"{"alg":"none"}"#), e.encode(claims));
+    let mut w = world(1, 300.0);
+    let grant = tokenkeeper_core::token::RawGrant {
+        access_token: Some(access),
+        refresh_token: None,
+        expires_in: None,
+    };
+    let now = w.now;
+    assert_eq!(w.tabs[0].keeper.set_tokens(now, grant), Ok(()));
+    assert_eq!(w.tabs[0].keeper.session().expires_at(), Some(T0 - 10_000.0));
+    let call = w.call(0, |k, now, id| k.need_token(now, id));
+    let reply = w.wait(0, call, 5_000.0);
+    assert!(
+        !matches!(reply, Some(Reply::Token { .. })),
+        "the expired token was handed out"
+    );
 }
 
 #[test]
@@ -948,7 +992,11 @@ fn a_freed_keeper_tells_no_tab_anything() {
     let mut w = logged_in(2, 300.0);
     w.close_tab(1);
     let now = w.now;
-    assert_eq!(w.tabs[1].keeper.logout(now), None);
+    assert_eq!(
+        w.tabs[1].keeper.logout(now),
+        Err(Error::Freed),
+        "logout() after free() is refused"
+    );
     while let Some(c) = w.tabs[1].keeper.poll_command() {
         assert!(
             !matches!(c, tokenkeeper_core::keeper::Command::Post(_)),

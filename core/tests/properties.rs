@@ -101,7 +101,7 @@ proptest! {
         rtt in 0.0f64..60_000.0,
         date in proptest::option::of(0.0f64..4e12),
     ) {
-        let timing = Timing { sent_at: sent, received_at: sent + rtt, server_date: date };
+        let timing = Timing { sent_at: sent, received_at: sent + rtt, server_date: date, fresh: true };
         let raw = RawGrant { access_token: access.clone(), refresh_token: refresh, expires_in };
         match token::accept_grant(raw, timing, Some("old".into())) {
             Ok(t) => {

@@ -456,6 +456,7 @@ fn token_answers_mean_what_the_status_and_body_say() {
         sent_at: 1.0,
         received_at: 2.0,
         server_date: None,
+        fresh: true,
     };
     let grant = RawGrant {
         access_token: Some("a".into()),
@@ -497,4 +498,99 @@ fn token_answers_mean_what_the_status_and_body_say() {
             }
         );
     }
+}
+
+/// `expires_in` has one rule: absent (or null) means no expiry; a number of
+/// seconds from 0 up, or a string holding one, is the lifetime; anything
+/// else present is an invalid token response, as a negative number is.
+#[test]
+fn expires_in_is_a_number_of_seconds_or_absent() {
+    let timing = Timing {
+        sent_at: 1000.0,
+        received_at: 1000.0,
+        server_date: None,
+        fresh: true,
+    };
+    let read = |expires_in: &str| {
+        let body = format!(r#"{{"access_token":"at","expires_in":{expires_in}}}"#);
+        let body = OptValue::from_json(Some(&body), wire::MAX_BODY);
+        let (grant, _) = wire::grant(&body, &Default::default()).expect("an object");
+        tokenkeeper_core::token::accept_grant(grant, timing, None).map(|t| t.expires_at)
+    };
+    assert_eq!(read("null"), Ok(None));
+    assert_eq!(read("60"), Ok(Some(61_000.0)));
+    assert_eq!(read("\" 60 \""), Ok(Some(61_000.0)));
+    assert_eq!(read("0"), Ok(Some(1000.0)));
+    let body = OptValue::from_json(Some(r#"{"access_token":"at"}"#), wire::MAX_BODY);
+    let (grant, _) = wire::grant(&body, &Default::default()).expect("an object");
+    assert_eq!(grant.expires_in, None, "absent");
+    // NaN and the infinities arrive from JS (setTokens) marked, as tk_json writes them.
+    for bad in [
+        "-5",
+        r#"{"\u0000":"NaN"}"#,
+        r#"{"\u0000":"Infinity"}"#,
+        "\"Infinity\"",
+        "\"soon\"",
+        "\"\"",
+        "true",
+        "[60]",
+        "{}",
+    ] {
+        assert!(
+            matches!(read(bad), Err(Error::InvalidTokenResponse { .. })),
+            "expires_in: {bad} → {:?}",
+            read(bad)
+        );
+    }
+}
+
+/// `login(url, credentials)` as the app called it: a URL string or a `URL`
+/// (which reaches the core as its href), nothing else, never empty; and
+/// nothing is sent once the keeper is freed.
+#[test]
+fn a_login_checks_its_url_and_the_keeper_first() {
+    use tokenkeeper_core::keeper::{Env, Keeper};
+    use tokenkeeper_core::testing::TestUrls;
+    let env = Env {
+        tabs: false,
+        locks: false,
+        seed: 1,
+    };
+    let mut keeper = Keeper::new(settings(&[]), env);
+    let login = |k: &Keeper, url: OptValue, creds: Option<&str>| {
+        parse(&wire::login(k, &url, creds, &TestUrls))
+    };
+    let q = login(&keeper, OptValue::Str("/login".into()), Some("{}"));
+    assert_eq!(q["q"]["url"], "https://app.example/login");
+    for (url, what) in [
+        (OptValue::Num(5.0), "must be a URL string"),
+        (OptValue::Map(vec![]), "must be a URL string"),
+        (OptValue::Undefined, "must be a URL string"),
+        (OptValue::Str("".into()), "is empty"),
+        (OptValue::Str(" ".into()), "is empty"),
+        (OptValue::Str("javascript:alert(1)".into()), "http(s)"),
+    ] {
+        let e = login(&keeper, url.clone(), Some("{}"));
+        assert_eq!(e["e"]["code"], "invalid_argument", "{url:?}");
+        let message = e["e"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(what), "{url:?}: {message}");
+    }
+    let large = format!("{{\"p\":\"{}\"}}", "x".repeat(wire::MAX_BODY));
+    let e = login(&keeper, OptValue::Str("/login".into()), Some(&large));
+    assert!(
+        e["e"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too large"),
+        "{e}"
+    );
+    keeper.free();
+    let e = login(&keeper, OptValue::Str("/login".into()), Some("{}"));
+    assert_eq!(e["e"]["code"], "freed");
+    assert!(e.get("q").is_none(), "no request after free()");
+    let logout = keeper.logout(sim::T0);
+    assert_eq!(
+        parse(&wire::logout(keeper.settings(), logout))["e"]["code"],
+        "freed"
+    );
 }

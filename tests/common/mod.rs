@@ -117,7 +117,7 @@ pub async fn login(keeper: &TokenKeeper) {
         ("username", "user1".into()),
         ("password", "password1".into()),
     ]);
-    JsFuture::from(keeper.login(url(server(), "/login"), creds))
+    JsFuture::from(keeper.login(url(server(), "/login").into(), creds))
         .await
         .unwrap_or_else(|e| panic!("login: {}", message(&e)));
 }
@@ -186,12 +186,7 @@ pub fn record(keeper: &TokenKeeper, event: &str) -> Recorder {
     let closure = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |d: JsValue| {
         sink.borrow_mut().push(d);
     });
-    keeper
-        .on(
-            event,
-            closure.as_ref().unchecked_ref::<js_sys::Function>().clone(),
-        )
-        .unwrap();
+    keeper.on(event.into(), closure.as_ref().clone()).unwrap();
     Recorder {
         events,
         _closure: closure,

@@ -102,6 +102,7 @@ impl Server {
             sent_at: now,
             received_at: now,
             server_date: None,
+            fresh: true,
         };
         match fault {
             Some(Fault::Drop) => return Some(TokenAnswer::no_answer()),
@@ -279,6 +280,7 @@ impl World {
             sent_at: now,
             received_at: now,
             server_date: None,
+            fresh: true,
         };
         let call = self.new_call();
         self.tabs[tab]
@@ -326,7 +328,7 @@ impl World {
     /// handling, replay. Returns the final status the app sees.
     pub fn api_call(&mut self, tab: usize, max_ms: f64) -> Result<u16, Reply> {
         let url = format!("{ORIGIN}/api/me");
-        let call = self.call(tab, |k, now, id| k.fetch(now, id, &url));
+        let call = self.call(tab, |k, now, id| k.fetch(now, id, &url, "cors"));
         let (generation, access) = match self.wait(tab, call, max_ms) {
             Some(Reply::Token { generation, access }) => (generation, access),
             Some(other) => return Err(other),
@@ -361,7 +363,7 @@ impl World {
     /// A tab's logout.
     pub fn logout(&mut self, tab: usize) -> Option<LogoutNotice> {
         let now = self.now;
-        let notice = self.tabs[tab].keeper.logout(now);
+        let notice = self.tabs[tab].keeper.logout(now).ok().flatten();
         self.drain(tab);
         notice
     }

@@ -5,7 +5,8 @@
 // (tokens).
 import init, { TokenKeeper, isTokenKeeperError } from "/pkg/tokenkeeper.js";
 
-await init();
+// The module's exports: the tests read its memory's size.
+const wasm = await init();
 
 /** An error or event detail as plain data: every own property, plus message and stack. */
 function plain(value) {
@@ -23,6 +24,9 @@ function plain(value) {
 }
 
 const hk = {
+  wasm,
+  TokenKeeper,
+  plain,
   keeper: null,
   channel: null,
   /** Every event: {name, at, detail}. */
@@ -39,6 +43,15 @@ const hk = {
   },
   login: (url = "/login", password = "password1") => hk.keeper.login(url, { username: "user1", password }),
   ready: () => hk.keeper.ready(),
+  /** What calling `f` ends in: "ok", "<code>: <message>" for a TokenKeeperError, else "<name>: <message>". */
+  async outcome(f) {
+    try {
+      await f();
+      return "ok";
+    } catch (e) {
+      return (e && e.name === "TokenKeeperError" ? e.code : e && e.name) + ": " + (e && e.message);
+    }
+  },
   /** Runs `f`, recording a rejection: resolves {ok, value} or {ok: false, error}. */
   async settle(f) {
     try {
