@@ -72,6 +72,7 @@ lint:
 
 unit:
 	cargo test --workspace --quiet
+	node --test tests/js/
 
 browser-test:
 	scripts/browser-tests.sh --chrome --firefox
@@ -92,7 +93,7 @@ clean:
 ## executions each (not part of `make test`; the short property-test version is).
 ## cargo-fuzz wants nightly flags: RUSTC_BOOTSTRAP lets the stable toolchain take them.
 FUZZ_RUNS ?= 10000000
-FUZZ_TARGETS := jwt token_response tab_message options json_value
+FUZZ_TARGETS := jwt token_response tab_message options json_value json_sized
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 	@for t in $(FUZZ_TARGETS); do \

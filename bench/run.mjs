@@ -19,7 +19,7 @@ import { measureSize } from "./size.mjs";
 // and wasm-bindgen from cargo), also when this runs without make.
 process.env.PATH = [join(root, "node_modules/.bin"), join(homedir(), ".cargo/bin"), process.env.PATH].join(":");
 
-const SECTIONS = ["size", "startup", "overhead", "handoff", "storm", "memory"];
+const SECTIONS = ["size", "startup", "overhead", "handoff", "storm", "memory", "keepers"];
 const only = (process.env.BENCH_ONLY || SECTIONS.join(",")).split(",").map((s) => s.trim());
 
 /** The sizes of the runs, all bounded. */
@@ -33,6 +33,7 @@ const N = {
   stormTtlMs: 2000,
   memoryFetchBlocks: 10, // × 1000 keeper.fetch calls
   memoryRefreshRounds: 10, // × 20 keepers × 5 refreshes
+  manyKeepers: [1000, 10000], // keepers made, then freed, in one page
 };
 
 const www = join(out, "www");
@@ -334,6 +335,36 @@ await section("memory", async () => {
   }
 });
 
+// --- 7. many keepers in one page ----------------------------------------------
+// Each size in a fresh page: the cost per keeper of making and freeing n of
+// them. Flat when both are linear; a cost that grows with n (listeners on
+// one shared target, each add and remove scanning the others) shows as a
+// ratio well above 1.
+await section("keepers", async () => {
+  const server = await startServer({ www, flags: ["--access-ttl", "1h"] });
+  const context = await browser.newContext();
+  try {
+    const runs = [];
+    for (const n of N.manyKeepers) {
+      const page = await openIsolated(context, `${server.url}/index.html?channel=many`);
+      const r = await page.evaluate((k) => window.bench.manyKeepers(k), n);
+      runs.push({ n, create_ms: r.create, free_ms: r.free, create_us_per_keeper: (r.create / n) * 1000, free_us_per_keeper: (r.free / n) * 1000 });
+      await page.close();
+    }
+    const [small, large] = [runs[0], runs.at(-1)];
+    return {
+      runs,
+      per_keeper_ratio: {
+        create: large.create_us_per_keeper / small.create_us_per_keeper,
+        free: large.free_us_per_keeper / small.free_us_per_keeper,
+      },
+    };
+  } finally {
+    await context.close();
+    server.stop();
+  }
+});
+
 await browser?.close();
 results.load_average_at_end = loadavg().map((x) => Number(x.toFixed(2)));
 
@@ -440,6 +471,15 @@ if (M && !M.error) {
   say(`   growth: ${M.growth_over_fetches.wasm} B wasm and ${kb(M.growth_over_fetches.v8HeapUsed)} kB JS over ${M.fetches} fetches (${M.bytes_per_fetch.toFixed(1)} B/call); ` +
       `${M.growth_over_refreshes.wasm} B wasm and ${kb(M.growth_over_refreshes.v8HeapUsed)} kB JS over ${M.refreshes} refreshes (${M.bytes_per_refresh.toFixed(0)} B/refresh)`);
   say(`   slope over the second half of each series (a leak keeps growing, warm-up levels off): ${M.second_half_bytes_per_fetch.toFixed(2)} B/fetch, ${M.second_half_bytes_per_refresh.toFixed(1)} B/refresh`);
+  say();
+}
+const K = results.keepers;
+if (K && !K.error) {
+  const [small, large] = [K.runs[0], K.runs.at(-1)];
+  say(`7. Many keepers in one page: n made, then freed, each n in a fresh page; ms, and µs per keeper`);
+  table(["n", "create", "free", "create per keeper", "free per keeper"],
+    K.runs.map((r) => [r.n, ms(r.create_ms), ms(r.free_ms), `${r.create_us_per_keeper.toFixed(0)} µs`, `${r.free_us_per_keeper.toFixed(0)} µs`]));
+  say(`   per-keeper cost at ${large.n} vs ${small.n}: create ${x2(K.per_keeper_ratio.create)}, free ${x2(K.per_keeper_ratio.free)} (linear: about 1×)`);
   say();
 }
 // The four targets of the size-and-speed work, side by side from this run.

@@ -32,10 +32,19 @@ const LARGE = {};
  */
 export const tk_json = (value, max) => {
   let left = max;
+  let root = true;
   function mark(k, v) {
     const t = typeof v;
-    left -= (Array.isArray(this) ? 1 : k.length + 3) + (t == "string" ? v.length + 2 : 0);
-    if (left < 0) throw LARGE;
+    // What this value's text takes at least: one unit in an array, its key
+    // and `"":` in an object (where undefined is left out), and a string's
+    // quotes and characters. Never more than it takes: a value that fits is
+    // written whole.
+    const inArray = Array.isArray(this);
+    if (v !== undefined || inArray) left -= (root ? 0 : inArray ? 1 : k.length + 3) + (t == "string" ? v.length + 2 : 0);
+    root = false;
+    // An array (or typed array) writes at least a unit per element: its
+    // length says at once what it must take, before anything is written.
+    if (left < 0 || (t == "object" && v && (Array.isArray(v) || ArrayBuffer.isView(v)) && v.length > left)) throw LARGE;
     return t == "function" || t == "symbol" || t == "bigint" ? { "\0": t } : t == "number" && !isFinite(v) ? { "\0": String(v) } : v;
   }
   let text;
@@ -43,7 +52,7 @@ export const tk_json = (value, max) => {
     text = JSON.stringify(value, mark);
   } catch (e) {
     // Too large; or a cycle, or a getter that throws.
-    text = e === LARGE ? '{"\\u0000":"large"}' : '{"\\u0000":"?"}';
+    return e === LARGE ? '{"\\u0000":"large"}' : '{"\\u0000":"?"}';
   }
   return text === undefined ? text : text.slice(0, max + 1);
 };

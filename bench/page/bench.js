@@ -171,6 +171,19 @@ window.bench = {
     return { refreshes, events, failures };
   },
 
+  /**
+   * Makes `n` keepers (one channel each, as keepers of many widgets or
+   * frames would), then frees them all: the time each step takes, in ms.
+   */
+  manyKeepers(n) {
+    const t0 = performance.now();
+    const keepers = Array.from({ length: n }, (_, i) => new TokenKeeper({ refreshUrl: "/token/refresh", channel: `many-${i}` }));
+    const t1 = performance.now();
+    for (const k of keepers) k.free();
+    const t2 = performance.now();
+    return { create: t1 - t0, free: t2 - t1 };
+  },
+
   /** wasm memory and the JS heap, in bytes. */
   memory() {
     return { wasm: wasm.memory.buffer.byteLength, jsHeap: performance.memory ? performance.memory.usedJSHeapSize : null };

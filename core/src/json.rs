@@ -15,7 +15,9 @@ use alloc::vec::Vec;
 /// What a JSON top-level object scan found: the numeric values of the asked keys.
 pub(crate) type Found<const N: usize> = [Option<f64>; N];
 
-const MAX_DEPTH: usize = 32;
+/// How deep the reader goes: a text nested deeper is not read at all (the
+/// values kept go less deep: [`crate::value::MAX_DEPTH`]).
+pub const MAX_DEPTH: usize = 32;
 
 /// Scans `text`, which must be one JSON object, and returns the values of the
 /// top-level keys in `keys` that hold numbers. A key that holds another type
