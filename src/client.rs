@@ -411,7 +411,8 @@ impl TokenKeeper {
         self.keeper.borrow().refresh_at()
     }
 
-    /// The generation of the current tokens: it grows with every change.
+    /// The generation of the current tokens: it moves forward with every
+    /// change (one larger; after 2^53 − 1 comes 1).
     #[wasm_bindgen(getter)]
     pub fn generation(&self) -> f64 {
         self.keeper.borrow().session().generation() as f64

@@ -124,13 +124,14 @@ pub fn next_generation(gen: u64) -> u64 {
 /// (the ring has an odd number of them), and `next_generation(g)` is always
 /// newer than `g`.
 pub fn is_newer(a: u64, b: u64) -> bool {
-    if a == 0 || a == b || a > MAX_GEN || b > MAX_GEN {
+    if a == 0 || a > MAX_GEN || b > MAX_GEN {
         return false;
     }
     if b == 0 {
         return true;
     }
-    // The distance from b forward to a, in 1 ..= MAX_GEN − 1.
+    // The distance from b forward to a, in 1 ..= MAX_GEN − 1 (MAX_GEN, more
+    // than half the ring, when a == b: not newer).
     let ahead = if a > b { a - b } else { MAX_GEN - (b - a) };
     ahead <= MAX_GEN / 2
 }

@@ -370,6 +370,30 @@ mod tests {
         let ancient = jwt(&format!(r#"{{"iat":1000,"exp":{}}}"#, T0 / 1000.0 - 10.0));
         assert_eq!(expiry(&ancient, None, no_date), Some(T0 - 10_000.0));
         assert_eq!(estimate_skew(None, timing(MAX_SKEW_MS + 10_000.0)), 0.0);
+        // Exactly: the server's clock is half a second past what it says
+        // (one-second resolution), seen at the request's midpoint.
+        assert_eq!(
+            estimate_skew(None, timing(10_000.0)),
+            50.0 + 10_000.0 - 500.0
+        );
+        let t = Timing {
+            server_date: None,
+            ..timing(0.0)
+        };
+        let iat = Claims {
+            exp: None,
+            iat: Some((T0 - 10_000.0) / 1000.0),
+        };
+        assert_eq!(estimate_skew(Some(iat), t), 50.0 + 10_000.0 - 500.0);
+        // A skew of exactly the threshold is within the clocks' resolution.
+        assert_eq!(
+            estimate_skew(None, timing(SKEW_THRESHOLD_MS + 500.0 - 50.0)),
+            0.0
+        );
+        assert_ne!(
+            estimate_skew(None, timing(SKEW_THRESHOLD_MS + 501.0 - 50.0)),
+            0.0
+        );
         let day = estimate_skew(None, timing(MAX_SKEW_MS - 10_000.0));
         assert!((day - (MAX_SKEW_MS - 10_000.0)).abs() < 1_000.0, "{day}");
     }

@@ -106,6 +106,15 @@ fn generations_wrap_on_a_ring_every_tab_accepts() {
         1,
         "0 stays 'nothing yet'"
     );
+    // Out of the ring (no decoded message has one): never newer, nor older.
+    for (a, b) in [
+        (MAX_GEN + 1, 5),
+        (5, MAX_GEN + 1),
+        (MAX_GEN + 1, 0),
+        (u64::MAX, 1),
+    ] {
+        assert!(!protocol::is_newer(a, b), "{a} vs {b}");
+    }
     let samples = [
         1,
         2,

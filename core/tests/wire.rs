@@ -594,3 +594,38 @@ fn a_login_checks_its_url_and_the_keeper_first() {
         "freed"
     );
 }
+
+/// `setTokens(tokens)`: the token fields of an object, or an error naming
+/// the argument — "too large" for a value the executor stopped writing.
+#[test]
+fn set_tokens_reads_an_object_or_names_the_argument() {
+    let fields = Default::default();
+    let read = |text: &str| {
+        wire::tokens_argument(&OptValue::from_json(Some(text), wire::MAX_BODY), &fields)
+    };
+    let grant = read(r#"{"access_token":"at","refresh_token":"rt","expires_in":5}"#);
+    assert_eq!(
+        grant,
+        Ok(RawGrant {
+            access_token: Some("at".into()),
+            refresh_token: Some("rt".into()),
+            expires_in: Some(5.0),
+        })
+    );
+    for (text, reason) in [
+        ("5", "must be an object"),
+        ("[]", "must be an object"),
+        (r#"{"\u0000":"large"}"#, "is too large"),
+    ] {
+        match read(text) {
+            Err(Error::InvalidArgument {
+                argument,
+                reason: r,
+            }) => {
+                assert_eq!(argument, "tokens");
+                assert!(r.contains(reason), "{text}: {r}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
