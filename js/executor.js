@@ -140,7 +140,7 @@ const listenPage = () => {
   on(globalThis, "focus", 3);
 };
 
-/** Rejects with fetch's own error once `signal` is aborted (never, without one). */
+/** Rejects with fetch's own error once `signal` is aborted. */
 const aborted = (signal) =>
   new Promise((_, reject) => {
     const abort = () => reject(signal.reason ?? new DOMException("The operation was aborted.", "AbortError"));
@@ -149,7 +149,7 @@ const aborted = (signal) =>
   });
 
 /** `p`, or fetch's AbortError as soon as `signal` aborts: the caller stops waiting, the work goes on for others. */
-const abortable = (p, signal) => (signal ? Promise.race([p, aborted(signal)]) : p);
+const abortable = (p, signal) => Promise.race([p, aborted(signal)]);
 
 export class Shell {
   /** Opens the channel to the other tabs, if the browser has one. */

@@ -321,9 +321,26 @@ fn quoted(s: &str) -> String {
 fn allowed_origin(s: &str, urls: &dyn UrlResolver) -> Option<String> {
     let origin = urls.origin(s)?;
     let abs = urls.resolve(s)?;
-    let http = origin.starts_with("http://") || origin.starts_with("https://");
     let bare = abs == origin || abs.strip_prefix(origin.as_str()) == Some("/");
-    (http && bare).then_some(origin)
+    (is_http(&origin) && bare).then_some(origin)
+}
+
+fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// Why `s` is refused as a URL when it resolves to no http(s) URL.
+const NOT_HTTP_URL: &str = "is not a valid http(s) URL";
+
+/// `s` resolved against the page (`urls`), if that is an http(s) URL; else
+/// why not. An empty `s` is refused: it would be the page's own URL.
+pub(crate) fn http_url(s: &str, urls: &dyn UrlResolver) -> Result<String, &'static str> {
+    if s.trim().is_empty() {
+        return Err("is empty (it would be the page's own URL)");
+    }
+    urls.resolve(s)
+        .filter(|abs| is_http(abs))
+        .ok_or(NOT_HTTP_URL)
 }
 
 /// Why a browser never sends `name` as a script's request header, if it
@@ -374,19 +391,14 @@ fn url_option(name: &str, v: &OptValue, urls: &dyn UrlResolver) -> Result<String
     let OptValue::Str(s) = v else {
         return Err(Error::option(name, &expected("a URL string", v)));
     };
-    if s.trim().is_empty() {
-        return Err(Error::option(
-            name,
-            "is empty (it would be the page's own URL)",
-        ));
-    }
-    urls.resolve(s)
-        .filter(|abs| abs.starts_with("http://") || abs.starts_with("https://"))
-        .ok_or_else(|| {
+    http_url(s, urls).map_err(|why| match why {
+        NOT_HTTP_URL => {
             let mut r = String::from("not a valid http(s) URL: ");
             r.push_str(s);
             Error::option(name, &r)
-        })
+        }
+        why => Error::option(name, why),
+    })
 }
 
 /// RFC 9110 token characters, the ones a header name may use.

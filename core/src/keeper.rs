@@ -707,9 +707,7 @@ impl Keeper {
     /// `setTokens()`: adopts tokens the app obtained itself. On an error the
     /// current session is kept.
     pub fn set_tokens(&mut self, now: f64, grant: RawGrant) -> Result<(), Error> {
-        if self.freed {
-            return Err(Error::Freed);
-        }
+        self.open()?;
         // Tokens the app kept or restored: no response just issued them, so
         // their `iat` says nothing of the server's clock now.
         let timing = Timing {

@@ -18,7 +18,7 @@
 //! | `emit` | `k`: the event, `d`: its detail | calls the event's listeners |
 //! | `settle` | `id`, `r` and the reply's fields | ends the waiting call |
 
-use crate::config::{Fields, RefreshStyle, Settings, UrlResolver};
+use crate::config::{http_url, Fields, RefreshStyle, Settings, UrlResolver};
 use crate::error::Error;
 use crate::keeper::{Command, Event, Keeper, LogoutNotice, Reply, TokenAnswer};
 use crate::protocol::{Message, VERSION};
@@ -329,13 +329,24 @@ pub fn tokens_argument(tokens: &OptValue, fields: &Fields) -> Result<RawGrant, E
         (Some((grant, _)), _) => Ok(grant),
         (None, OptValue::Other(TOO_LARGE)) => Err(Error::InvalidArgument {
             argument: "tokens",
-            reason: "is too large (more than 1 MiB of JSON)",
+            reason: BODY_TOO_LARGE,
         }),
         (None, _) => Err(Error::InvalidArgument {
             argument: "tokens",
             reason: "must be an object",
         }),
     }
+}
+
+/// Why an argument read with the [`MAX_BODY`] bound is refused.
+const BODY_TOO_LARGE: &str = "is too large (more than 1 MiB of JSON)";
+
+/// `{"e": error}`: a call's error, as the executor throws it.
+fn error_reply(e: &Error) -> String {
+    let mut w = Writer::new();
+    w.key("e");
+    w.out.push_str(&error(e));
+    w.done()
 }
 
 /// A command as the executor reads it; `tab_id` is this tab's id on the
@@ -617,43 +628,26 @@ pub fn login(
         if credentials.is_some_and(|c| c.len() > MAX_BODY) {
             return Err(Error::InvalidArgument {
                 argument: "credentials",
-                reason: "is too large (more than 1 MiB of JSON)",
+                reason: BODY_TOO_LARGE,
             });
         }
-        login_url(url, urls)
+        // Relative URLs resolve against the page's location (never a
+        // `<base>`: see [`UrlResolver`]).
+        let OptValue::Str(s) = url else {
+            return Err(Error::InvalidArgument {
+                argument: "url",
+                reason: "must be a URL string or a URL",
+            });
+        };
+        http_url(s, urls).map_err(|reason| Error::InvalidArgument {
+            argument: "url",
+            reason,
+        })
     });
     match checked {
         Ok(url) => login_request(keeper.settings(), Some(&url), credentials),
-        Err(e) => {
-            let mut w = Writer::new();
-            w.key("e");
-            w.out.push_str(&error(&e));
-            w.done()
-        }
+        Err(e) => error_reply(&e),
     }
-}
-
-/// The absolute http(s) URL a login posts to: relative ones resolve against
-/// the page's location (never a `<base>`: see [`UrlResolver`]).
-fn login_url(url: &OptValue, urls: &dyn UrlResolver) -> Result<String, Error> {
-    let OptValue::Str(s) = url else {
-        return Err(Error::InvalidArgument {
-            argument: "url",
-            reason: "must be a URL string or a URL",
-        });
-    };
-    if s.trim().is_empty() {
-        return Err(Error::InvalidArgument {
-            argument: "url",
-            reason: "is empty (it would be the page's own URL)",
-        });
-    }
-    urls.resolve(s)
-        .filter(|abs| abs.starts_with("http://") || abs.starts_with("https://"))
-        .ok_or(Error::InvalidArgument {
-            argument: "url",
-            reason: "is not a valid http(s) URL",
-        })
 }
 
 /// `logout()`'s answer to the executor: `{"q": request}` telling the logout
@@ -666,10 +660,7 @@ pub fn logout(settings: &Settings, result: Result<Option<LogoutNotice>, Error>) 
             w.out.push_str(&logout_request(settings, &notice));
         }
         Ok(None) => {}
-        Err(e) => {
-            w.key("e");
-            w.out.push_str(&error(&e));
-        }
+        Err(e) => return error_reply(&e),
     }
     w.done()
 }
@@ -696,9 +687,7 @@ pub fn login_request(settings: &Settings, url: Option<&str>, credentials: Option
             return w.done();
         }
     };
-    w.key("e");
-    w.out.push_str(&error(&failed));
-    w.done()
+    error_reply(&failed)
 }
 
 /// Telling the logout endpoint (best effort): the refresh token to revoke in

@@ -105,14 +105,7 @@ test("values sized to exhaust memory are refused, and tab messages can say no mo
       post({ v: 1, type: "logout", from: "intruder", gen: Number.MAX_SAFE_INTEGER, reason: "local" });
       await new Promise((resolve) => setTimeout(resolve, 500));
       channel.close();
-      const options = (o) => {
-        try {
-          new window.hk.TokenKeeper({ refreshUrl: "/token/refresh", channel: "sized", ...o }).free();
-          return "ok";
-        } catch (e) {
-          return `${e.code}: ${e.option}`;
-        }
-      };
+      const options = (o) => window.hk.construct({ channel: "sized", ...o });
       const sized = {
         allowedOrigins: options({ allowedOrigins: new Array(2 ** 29) }),
         channel: options({ channel: "x".repeat(1 << 26) }),
@@ -163,14 +156,7 @@ test("a <base> of another origin cannot redirect the password or the refresh tok
 test("a request that cannot carry the token is sent as the browser sends it, without a refresh", T, async () => {
   await withTab(async (tab) => {
     const headers = ["Cookie", "Content-Length", "Host", "Sec-Token", "Proxy-Authorization"];
-    const forbidden = await tab.evaluate((list) => list.map((header) => {
-      try {
-        new window.hk.TokenKeeper({ refreshUrl: "/token/refresh", channel: "forbidden", header });
-        return "ok";
-      } catch (e) {
-        return `${e.code}: ${e.option}`;
-      }
-    }), headers);
+    const forbidden = await tab.evaluate((list) => list.map((header) => window.hk.construct({ channel: "forbidden", header })), headers);
     assert.deepEqual(forbidden, headers.map(() => "invalid_option: header"));
     await tab.evaluate(() => window.hk.login());
     const before = await main.stats();
@@ -272,14 +258,7 @@ test("fetch works passed around, and a listener's exception is reported, not swa
 test("options a browser would resolve silently, and token lifetimes of the wrong kind, are refused", T, async () => {
   await withTab(async (tab) => {
     const r = await tab.evaluate(() => {
-      const option = (o) => {
-        try {
-          new window.hk.TokenKeeper({ refreshUrl: "/token/refresh", channel: "options", ...o }).free();
-          return "ok";
-        } catch (e) {
-          return `${e.code}: ${e.option}`;
-        }
-      };
+      const option = (o) => window.hk.construct({ channel: "options", ...o });
       const k = window.hk.keeper;
       const lifetime = (expires_in) => {
         try {

@@ -383,8 +383,13 @@ impl World {
     /// A message from a script of the origin that is no tab: posted on the
     /// channel as `data` (any value), it reaches every open tab.
     pub fn inject(&mut self, data: OptValue) {
+        self.broadcast(&data, None);
+    }
+
+    /// Puts `data` on the bus for every open tab but `from`, after the bus delay.
+    fn broadcast(&mut self, data: &OptValue, from: Option<usize>) {
         for to in 0..self.tabs.len() {
-            if self.tabs[to].open {
+            if Some(to) != from && self.tabs[to].open {
                 let at = self.now + self.bus_delay_ms;
                 self.push(
                     at,
@@ -528,18 +533,7 @@ impl World {
                 }
                 Command::Post(message) => {
                     let data = encode(&message, self.tabs[tab].keeper.tab_id());
-                    for to in 0..self.tabs.len() {
-                        if to != tab && self.tabs[to].open {
-                            let at = self.now + self.bus_delay_ms;
-                            self.push(
-                                at,
-                                Pending::Message {
-                                    to,
-                                    data: data.clone(),
-                                },
-                            );
-                        }
-                    }
+                    self.broadcast(&data, Some(tab));
                 }
                 Command::Emit(event) => self.tabs[tab].events.push(event),
                 Command::Settle { call, reply } => self.tabs[tab].replies.push((call, reply)),

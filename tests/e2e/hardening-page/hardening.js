@@ -25,8 +25,6 @@ function plain(value) {
 
 const hk = {
   wasm,
-  TokenKeeper,
-  plain,
   keeper: null,
   channel: null,
   /** Every event: {name, at, detail}. */
@@ -43,6 +41,18 @@ const hk = {
   },
   login: (url = "/login", password = "password1") => hk.keeper.login(url, { username: "user1", password }),
   ready: () => hk.keeper.ready(),
+  /**
+   * What `new TokenKeeper(options)` (on the page's refresh URL, freed at
+   * once) ends in: "ok", or "<code>: <option>" of what it threw.
+   */
+  construct(options) {
+    try {
+      new TokenKeeper({ refreshUrl: "/token/refresh", ...options }).free();
+      return "ok";
+    } catch (e) {
+      return `${e.code}: ${e.option}`;
+    }
+  },
   /** What calling `f` ends in: "ok", "<code>: <message>" for a TokenKeeperError, else "<name>: <message>". */
   async outcome(f) {
     try {
