@@ -36,6 +36,7 @@
 use crate::config::{RefreshStyle, Settings};
 use crate::error::Error;
 use crate::json::ceil;
+use crate::planted::{Fault, Planted};
 use crate::protocol::{self, Apply, Message};
 use crate::session::{self, After401, FailureClass, Read, Session};
 use crate::token::{self, RawGrant, Timing, TokenSet};
@@ -554,6 +555,7 @@ pub struct Keeper {
     /// The lock held after a run, released at this moment.
     release_at: Option<f64>,
     out: VecDeque<Command>,
+    planted: Planted,
 }
 
 impl Keeper {
@@ -572,9 +574,18 @@ impl Keeper {
             quiet_until: 0.0,
             release_at: None,
             out: VecDeque::new(),
+            planted: Planted::default(),
         };
         keeper.tab_id = keeper.random_id();
         keeper
+    }
+
+    /// Plants a known fault into this keeper, to show that the simulator
+    /// finds it (test-only: the `planted-faults` feature).
+    #[cfg(feature = "planted-faults")]
+    pub fn plant(&mut self, fault: Fault) {
+        self.planted = Planted(Some(fault));
+        self.session.plant(self.planted);
     }
 
     /// The validated settings.
@@ -888,10 +899,12 @@ impl Keeper {
         };
         let generation = self.session.generation();
         let authenticated = self.session.is_authenticated();
-        let kind = match (
-            protocol::apply(&envelope.message, generation, authenticated),
-            envelope.message,
-        ) {
+        let mut apply = protocol::apply(&envelope.message, generation, authenticated);
+        if self.planted.is(Fault::AdoptOlder) && matches!(envelope.message, Message::Session { .. })
+        {
+            apply = Apply::Adopt;
+        }
+        let kind = match (apply, envelope.message) {
             (Apply::Adopt, Message::Session { gen, tokens }) => {
                 self.adopt(tokens, Some(gen), Source::Tab);
                 SyncKind::Adopted
@@ -977,7 +990,9 @@ impl Keeper {
             return;
         }
         let waiters = waiter.into_iter().collect();
-        let (phase, locked) = match (self.env.tabs, self.env.locks) {
+        // (A planted `NoLock` refreshes as if alone.)
+        let tabs = self.env.tabs && !self.planted.is(Fault::NoLock);
+        let (phase, locked) = match (tabs, self.env.locks) {
             (false, _) => (Phase::Locking, false),
             (true, true) => (Phase::Locking, true),
             (true, false) => (
@@ -996,7 +1011,7 @@ impl Keeper {
             phase,
             waiters,
         });
-        match (self.env.tabs, self.env.locks) {
+        match (tabs, self.env.locks) {
             (false, _) => self.attempt(now),
             (true, true) => self.out.push_back(Command::AcquireLock),
             (true, false) => {}
@@ -1026,7 +1041,7 @@ impl Keeper {
         let Some(started) = self.run.as_ref().map(|r| r.started) else {
             return;
         };
-        if self.session.generation() != started {
+        if self.session.generation() != started && !self.planted.is(Fault::NoRecheckAfterLock) {
             return self.finish_current(now);
         }
         self.attempt(now);

@@ -36,6 +36,10 @@ pub mod config;
 pub mod error;
 pub mod json;
 pub mod keeper;
+#[cfg(feature = "planted-faults")]
+pub mod planted;
+#[cfg(not(feature = "planted-faults"))]
+mod planted;
 pub mod protocol;
 pub mod session;
 pub mod testing;

@@ -4,6 +4,7 @@
 //! out the decisions.
 
 use crate::error::Error;
+use crate::planted::{Fault, Planted};
 use crate::protocol;
 use crate::token::{self, TokenSet};
 use alloc::string::String;
@@ -88,6 +89,7 @@ pub struct Session {
     /// Start times of recent refresh attempts (storm brake), oldest first.
     recent: [f64; STORM_LIMIT],
     recent_len: usize,
+    planted: Planted,
 }
 
 impl Session {
@@ -123,7 +125,9 @@ impl Session {
     /// moves forward.
     pub fn adopt(&mut self, tokens: TokenSet, generation: Option<u64>, jitter: f64) -> u64 {
         self.generation = match generation {
-            Some(g) if protocol::is_newer(g, self.generation) => g,
+            Some(g) if protocol::is_newer(g, self.generation) || self.planted.is(Fault::AdoptOlder) => {
+                g
+            }
             _ => protocol::next_generation(self.generation),
         };
         self.tokens = Some(tokens);
@@ -200,7 +204,7 @@ impl Session {
     pub fn after_401(&self, generation: u64) -> After401 {
         if self.tokens.is_none() {
             After401::GiveUp
-        } else if generation == self.generation {
+        } else if generation == self.generation || self.planted.is(Fault::RefreshOnStale401) {
             After401::RefreshThenReplay
         } else {
             After401::ReplayWithCurrent
@@ -245,15 +249,25 @@ impl Session {
     pub fn transient_failure(&mut self, now: f64, retry_after_ms: Option<f64>, random: f64) -> f64 {
         self.failures = self.failures.saturating_add(1);
         let step = BACKOFF_BASE_MS * crate::json::powi(2.0, self.failures.min(16) as i32 - 1);
-        let step = step.min(BACKOFF_MAX_MS);
+        let unbounded = self.planted.is(Fault::UnboundedBackoff);
+        let step = if unbounded {
+            step
+        } else {
+            step.min(BACKOFF_MAX_MS)
+        };
         let random = if random.is_finite() {
             random.clamp(0.0, 1.0)
         } else {
             0.5
         };
         let mut wait = step * (0.5 + 0.5 * random);
-        if let Some(ra) = retry_after_ms.filter(|r| r.is_finite() && *r > 0.0) {
-            wait = wait.max(ra.min(RETRY_AFTER_MAX_MS));
+        let retry_after = retry_after_ms.filter(|r| r.is_finite() && *r > 0.0);
+        if let Some(ra) = retry_after.filter(|_| !self.planted.is(Fault::IgnoreRetryAfter)) {
+            wait = wait.max(if unbounded {
+                ra
+            } else {
+                ra.min(RETRY_AFTER_MAX_MS)
+            });
         }
         self.not_before = now + wait;
         wait
@@ -264,7 +278,11 @@ impl Session {
     pub fn defer_until(&mut self, now: f64, until: f64) {
         // No longer than a server's Retry-After could ask for: a message
         // from another tab can say no more than an honest tab was told.
-        let until = until.min(now + RETRY_AFTER_MAX_MS);
+        let until = if self.planted.is(Fault::UnboundedBackoff) {
+            until
+        } else {
+            until.min(now + RETRY_AFTER_MAX_MS)
+        };
         if self.tokens.is_some() && until.is_finite() && until > self.not_before {
             self.not_before = until;
             self.failures = self.failures.max(1);
@@ -281,6 +299,12 @@ impl Session {
     /// Consecutive transient failures so far.
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// Plants `fault` (test-only).
+    #[cfg(feature = "planted-faults")]
+    pub(crate) fn plant(&mut self, planted: Planted) {
+        self.planted = planted;
     }
 
     /// The refresh token to send (json/form styles).
