@@ -527,8 +527,12 @@ struct Run {
     started: u64,
     attempts: u32,
     deferrals: u32,
-    /// Whether this run asked for the lock (and so must release it).
+    /// Whether this run asked for the lock (and so must release it)…
     locked: bool,
+    /// …and whether it was granted (before, there is nothing to release).
+    held: bool,
+    /// The hold of the run before, when this one took the lock over from it.
+    inherited: Option<f64>,
     phase: Phase,
     waiters: Vec<Waiter>,
 }
@@ -846,7 +850,7 @@ impl Keeper {
         self.freed = true;
         self.session.clear();
         if let Some(run) = self.run.take() {
-            if run.locked {
+            if run.held {
                 self.out.push_back(Command::ReleaseLock);
             }
             for w in run.waiters {
@@ -881,8 +885,11 @@ impl Keeper {
     /// The lock asked for with [`Command::AcquireLock`] was granted;
     /// `contended` when another tab held it first.
     pub fn handle_lock_granted(&mut self, now: f64, contended: bool) {
-        match self.run.as_ref().map(|r| &r.phase) {
-            Some(Phase::Locking) => self.after_lock(now, contended),
+        match self.run.as_mut() {
+            Some(run) if run.phase == Phase::Locking && run.locked && !run.held => {
+                run.held = true;
+                self.after_lock(now, contended)
+            }
             // Nobody waits for it any more.
             _ => self.out.push_back(Command::ReleaseLock),
         }
@@ -986,6 +993,12 @@ impl Keeper {
     /// Joins the refresh in flight, or starts one: every caller shares one.
     fn join_run(&mut self, now: f64, why: Why, waiter: Option<Waiter>) {
         if let Some(run) = &mut self.run {
+            // A caller that needs a new token makes the run one that does: a
+            // run ahead of expiry would end with the old token when it is
+            // throttled, and hand it out expired.
+            if why == Why::Needed && matches!(run.why, Why::Ahead | Why::Read) {
+                run.why = Why::Needed;
+            }
             run.waiters.extend(waiter);
             return;
         }
@@ -1008,11 +1021,24 @@ impl Keeper {
             attempts: 0,
             deferrals: 0,
             locked,
+            held: false,
+            inherited: None,
             phase,
             waiters,
         });
         match (tabs, self.env.locks) {
             (false, _) => self.attempt(now),
+            // Still holding the lock after the last run (the moment for the
+            // broadcast to land): no other tab rotated since, and asking for
+            // it again would wait for our own release — a timer that a
+            // hidden tab's browser may run a second late, or later.
+            (true, true) if self.release_at.is_some() => {
+                if let Some(run) = &mut self.run {
+                    run.held = true;
+                    run.inherited = self.release_at.take();
+                }
+                self.after_lock(now, false);
+            }
             (true, true) => self.out.push_back(Command::AcquireLock),
             (true, false) => {}
         }
@@ -1259,19 +1285,37 @@ impl Keeper {
     /// Ends the run and answers everyone who waited for it.
     fn finish(&mut self, now: f64, result: Result<u64, Error>) {
         let Some(run) = self.run.take() else { return };
-        if run.locked {
-            if run.attempts > 0 {
-                // Keep the lock a moment so the broadcast lands first.
-                if self.release_at.is_some() {
-                    self.out.push_back(Command::ReleaseLock);
-                }
-                self.release_at = Some(now + HOLD_AFTER_BROADCAST_MS);
+        // Before its grant the lock is not held: the grant, when it comes,
+        // is released at once (`handle_lock_granted`).
+        if run.held {
+            // Keep the lock a moment so the broadcast lands first (the one
+            // of this run, or of the run it took the lock over from).
+            let hold = if run.attempts > 0 {
+                Some(now + HOLD_AFTER_BROADCAST_MS)
             } else {
-                self.out.push_back(Command::ReleaseLock);
+                run.inherited
+            };
+            match hold {
+                Some(until) => {
+                    if self.release_at.is_some() {
+                        self.out.push_back(Command::ReleaseLock);
+                    }
+                    self.release_at = Some(until);
+                }
+                None => self.out.push_back(Command::ReleaseLock),
             }
         }
+        // Tokens that expired while the run waited (for the lock, or as a
+        // throttled run ahead of expiry) are no answer to a caller that
+        // needs a token: it waits for a refresh of its own.
+        let stale = result.is_ok() && self.session.is_expired(now);
         for w in run.waiters {
-            self.resolve(w, &result);
+            match w {
+                Waiter::Token(_) | Waiter::Replay { .. } if stale => {
+                    self.join_run(now, Why::Needed, Some(w))
+                }
+                w => self.resolve(w, &result),
+            }
         }
     }
 
@@ -1302,9 +1346,12 @@ impl Keeper {
         }
         let generation = self.session.generation();
         match self.run.as_ref().map(|r| (&r.phase, r.started)) {
-            Some((Phase::Contended { .. }, started)) if generation != started => {
-                self.finish_current(now)
-            }
+            // Newer tokens (or a logout) came while the run waited for the
+            // lock or for the holder's broadcast: nothing left to refresh.
+            Some((
+                Phase::Locking | Phase::Spreading { .. } | Phase::Contended { .. },
+                started,
+            )) if generation != started => self.finish_current(now),
             Some((Phase::Deferred { gen, .. } | Phase::Retrying { gen, .. }, _))
                 if generation != *gen =>
             {

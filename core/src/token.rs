@@ -71,7 +71,7 @@ pub struct Claims {
 /// Longest token we accept (a guard against absurd input, not a JWT rule).
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Skew smaller than this is within the clocks' one-second granularity: ignored.
-const SKEW_THRESHOLD_MS: f64 = 1500.0;
+pub const SKEW_THRESHOLD_MS: f64 = 1500.0;
 /// A clock further off than this is no clock: such an estimate is ignored.
 pub const MAX_SKEW_MS: f64 = 86_400_000.0;
 

@@ -5,6 +5,7 @@ mod sim;
 
 use sim::*;
 use tokenkeeper_core::keeper::{
+    HOLD_AFTER_BROADCAST_MS,
     Event, ExpiredReason, LogoutReason, PageEvent, Reply, Source, SyncKind,
 };
 use tokenkeeper_core::value::OptValue;
@@ -894,8 +895,12 @@ fn the_lock_is_held_a_moment_after_the_broadcast() {
     assert_eq!(w.wait(1, r1, 1_000.0), Some(Reply::Done));
     assert!(w.now - first < 100.0, "{} ms later", w.now - first);
     assert_eq!(w.server.refresh_requests, 2);
-    // Tab 1's run ended before an attempt: it releases the lock at once.
+    // Tab 1's run ended with the broadcast, before its grant (tab 0 still
+    // holds the lock): the grant, when it comes, is released at once.
+    assert_eq!(w.lock_holder(), Some(0));
+    w.run_for(HOLD_AFTER_BROADCAST_MS + 1.0);
     assert_eq!(w.lock_holder(), None);
+    assert_eq!(w.server.refresh_requests, 2);
 }
 
 #[test]
