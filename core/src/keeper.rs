@@ -58,8 +58,19 @@ pub const ASK_WAIT_MS: f64 = 150.0;
 pub const CONTENDED_WAIT_MS: f64 = 200.0;
 /// How long the refresh lock is kept after the new tokens were broadcast, so
 /// the message reaches every tab before another one can take the lock
-/// (message delivery and lock grants are not ordered between tabs).
-pub const HOLD_AFTER_BROADCAST_MS: f64 = 50.0;
+/// (message delivery and lock grants are not ordered between tabs). The
+/// protocol counts on a message reaching a live tab within half of
+/// [`ASK_WAIT_MS`] (so a question's answer comes in time); this is twice
+/// that. A tab that waits for the lock meanwhile is not held up: the
+/// broadcast ends its wait.
+pub const HOLD_AFTER_BROADCAST_MS: f64 = 150.0;
+/// A timer that fires more than this late says the tab was frozen (or
+/// asleep, or throttled): it may have missed the other tabs' messages, which
+/// a frozen tab gets only when it resumes, in no promised order with its
+/// timers. It asks the other tabs first, and refreshes nothing for
+/// [`ASK_WAIT_MS`], so a rotation it missed is not undone with a used
+/// refresh token.
+pub const LATE_TIMER_MS: f64 = 1_000.0;
 /// Without Web Locks, tabs spread their refreshes over up to this many ms
 /// and then re-check, as if the lock had been contended.
 pub const NO_LOCK_SPREAD_MS: f64 = 100.0;
@@ -558,6 +569,9 @@ pub struct Keeper {
     quiet_until: f64,
     /// The lock held after a run, released at this moment.
     release_at: Option<f64>,
+    /// Asked the other tabs after a freeze (or a page event): no refresh
+    /// before this moment (0: not asking).
+    listen_until: f64,
     out: VecDeque<Command>,
     planted: Planted,
 }
@@ -577,6 +591,7 @@ impl Keeper {
             readies: Vec::new(),
             quiet_until: 0.0,
             release_at: None,
+            listen_until: 0.0,
             out: VecDeque::new(),
             planted: Planted::default(),
         };
@@ -620,10 +635,10 @@ impl Keeper {
     /// The earliest moment (local clock) at which [`Keeper::handle_timeout`]
     /// has something to do.
     pub fn poll_timeout(&self) -> Option<f64> {
-        let mut at = self.release_at;
+        let mut work: Option<f64> = None;
         let mut earliest = |t: Option<f64>| {
             if let Some(t) = t {
-                at = Some(at.map_or(t, |a| a.min(t)));
+                work = Some(work.map_or(t, |a| a.min(t)));
             }
         };
         if !self.freed {
@@ -635,14 +650,28 @@ impl Keeper {
                 earliest(Some(r.until));
             }
         }
-        at
+        // While it listens, nothing else is done.
+        let work = work.map(|w| w.max(self.listen_until));
+        match (work, self.release_at) {
+            (Some(w), Some(r)) => Some(w.min(r)),
+            (w, r) => w.or(r),
+        }
     }
 
     /// The timer fired (or the page woke): does what is due at `now`.
     pub fn handle_timeout(&mut self, now: f64) {
+        let expected = self.poll_timeout();
         if self.release_at.is_some_and(|t| t <= now) {
             self.release_at = None;
             self.out.push_back(Command::ReleaseLock);
+        }
+        if self.listen_until > now {
+            return;
+        }
+        let listened = self.listen_until > 0.0;
+        self.listen_until = 0.0;
+        if !listened && expected.is_some_and(|at| now - at > LATE_TIMER_MS) {
+            return self.listen(now);
         }
         let (due, waiting): (Vec<ReadyWait>, Vec<ReadyWait>) =
             self.readies.iter().partition(|r| r.until <= now);
@@ -967,12 +996,21 @@ impl Keeper {
         }
         if matches!(event, PageEvent::PageShow | PageEvent::Visibility) {
             // Back from the bfcache or a frozen background: messages may have
-            // been missed. Anything newer is answered.
+            // been missed. Anything newer is answered, before any refresh.
+            self.listen(now);
+        }
+        self.tick(now);
+    }
+
+    /// Asks the other tabs for anything newer, and refreshes nothing until
+    /// their answers had time to come ([`LATE_TIMER_MS`]).
+    fn listen(&mut self, now: f64) {
+        if self.env.tabs && !self.freed {
             self.post(Message::Hello {
                 gen: self.session.generation(),
             });
+            self.listen_until = now + ASK_WAIT_MS;
         }
-        self.tick(now);
     }
 
     // ----- the refresh run ------------------------------------------------
@@ -1049,13 +1087,14 @@ impl Keeper {
         if self.freed {
             return self.finish(now, Err(Error::Freed));
         }
-        if contended {
-            // Another tab held the lock: it broadcasts before it releases, but
-            // its message may land a moment after our grant. Give it that moment.
+        // Another tab held the lock: it broadcasts before it releases, but its
+        // message may land a moment after our grant. Give it that moment (and
+        // the other tabs' answers the moment they need, when it asked).
+        let wait = if contended { now + CONTENDED_WAIT_MS } else { 0.0 };
+        let until = wait.max(self.listen_until);
+        if until > now {
             if let Some(run) = &mut self.run {
-                run.phase = Phase::Contended {
-                    until: now + CONTENDED_WAIT_MS,
-                };
+                run.phase = Phase::Contended { until };
             }
             return self.wake(now);
         }

@@ -197,7 +197,9 @@ fn a_refusal_after_another_tab_rotated_is_not_a_logout() {
     // Tab 1 holds the tokens of generation 1 but missed tab 0's rotation
     // (its message is still on the way when it refreshes).
     let mut w = logged_in(2, 300.0);
-    w.bus_delay_ms = 500.0;
+    // (Slower than the lock's hold, the contended wait and the question
+    // together: tab 1 gives up before the message lands.)
+    w.bus_delay_ms = 700.0;
     let r0 = w.call(0, |k, now, id| k.refresh(now, id));
     assert_eq!(w.wait(0, r0, 200.0), Some(Reply::Done));
     let r1 = w.call(1, |k, now, id| k.refresh(now, id));
@@ -883,9 +885,9 @@ fn the_lock_is_held_a_moment_after_the_broadcast() {
     assert_eq!(w.wait(0, call, 1_000.0), Some(Reply::Done));
     let done = w.now;
     assert_eq!(w.lock_holder(), Some(0));
-    w.run_until(done + 49.0);
-    assert_eq!(w.lock_holder(), Some(0), "held 50 ms after the broadcast");
-    w.run_until(done + 51.0);
+    w.run_until(done + HOLD_AFTER_BROADCAST_MS - 1.0);
+    assert_eq!(w.lock_holder(), Some(0), "held a moment after the broadcast");
+    w.run_until(done + HOLD_AFTER_BROADCAST_MS + 1.0);
     assert_eq!(w.lock_holder(), None);
     // A tab that waited for it adopts the broadcast tokens at once (no 200 ms wait).
     let r0 = w.call(0, |k, now, id| k.refresh(now, id));
@@ -912,7 +914,7 @@ fn a_refused_refresh_is_rescued_by_a_tab_with_newer_tokens() {
     w.tabs[1].frozen = true;
     let r = w.call(0, |k, now, id| k.refresh(now, id));
     assert_eq!(w.wait(0, r, 1_000.0), Some(Reply::Done));
-    w.run_for(100.0);
+    w.run_for(HOLD_AFTER_BROADCAST_MS + 50.0);
     w.tabs[1].frozen = false;
     w.server
         .faults

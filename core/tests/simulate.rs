@@ -91,7 +91,7 @@ fn report(seed: u64) -> ! {
         Err((v, trace)) => {
             let shown = trace.len().min(80);
             let tail = trace[trace.len() - shown..].join("\n");
-            let shape = trace.first().cloned().unwrap_or_default();
+            let shape = format!("{:?}", model::shape_of(seed));
             panic!(
                 "invariant {} broken in seed {seed} at {:.1} ms: {}\n{shape}\n... (last {shown} lines)\n{tail}\n\
                  replay: SIM_SEED={seed} make simulate",

@@ -200,13 +200,18 @@ impl Shape {
             _ => rng.range(-3_600_000.0, 3_600_000.0),
         };
         let active_ms = ttl_s * 1000.0 * rng.range(2.0, 12.0) + rng.range(0.0, 120_000.0);
+        let locks = rng.chance(0.8);
+        // Without Web Locks tabs cannot exclude each other: two may present
+        // one refresh token within a round trip, and only a server with a
+        // grace window forgives it (the README says so).
+        let grace = !locks || rng.chance(0.5);
         Shape {
             max_tabs,
-            locks: rng.chance(0.8),
-            grace_ms: if rng.chance(0.5) {
-                0.0
-            } else {
+            locks,
+            grace_ms: if grace {
                 rng.range(1_000.0, 10_000.0)
+            } else {
+                0.0
             },
             cookie: rng.chance(0.25),
             token: match rng.below(3) {
@@ -217,7 +222,8 @@ impl Shape {
             ttl_s,
             skew_ms,
             fault_rate: [0.0, 0.02, 0.1, 0.3][rng.below(4)],
-            bus_max_ms: [1.0, 10.0, 50.0, 120.0][rng.below(4)],
+            // Within half of ASK_WAIT_MS, as the protocol counts on.
+            bus_max_ms: [1.0, 10.0, 30.0, 75.0][rng.below(4)],
             latency_max_ms: [5.0, 50.0, 200.0, 450.0][rng.below(4)],
             revoke_on_rotation: rng.chance(0.3),
             logout_url: rng.chance(0.5),
@@ -478,6 +484,11 @@ pub struct World {
     violation: Option<Violation>,
 }
 
+/// The shape of the schedule of `seed`.
+pub fn shape_of(seed: u64) -> Shape {
+    Shape::draw(&mut Rng::new(seed))
+}
+
 /// Runs the schedule of `seed`; `trace` keeps its last lines for a report.
 pub fn run(seed: u64, trace: bool, #[cfg(feature = "planted-faults")] plant: Option<Fault>) -> Result<Stats, (Violation, Vec<String>)> {
     let mut w = World::new(
@@ -734,8 +745,16 @@ impl World {
     fn close_tab(&mut self, tab: usize) {
         tr!(self, "tab {tab} closes");
         self.tabs[tab].keeper.free();
+        let family = self.tabs[tab].family;
         self.drain(tab);
         self.tabs[tab].open = false;
+        // Tokens live in the tabs' memory: with the last tab that held
+        // them, the session is gone (unless the cookie keeps it).
+        if let (Some(f), false) = (family, self.shape.cookie) {
+            if !self.tabs.iter().any(|t| t.open && t.family == Some(f)) {
+                self.server.families[f].ended_in_browser = true;
+            }
+        }
         self.tabs[tab].held.clear();
         // The browser releases its locks and requests.
         let head = self.lock.front().copied();
@@ -889,6 +908,17 @@ impl World {
             }
             Ev::Deliver { tab, data } => {
                 let now = self.local();
+                if self.trace.is_some() {
+                    let field = |k: &str| match OptValue::field(match &data {
+                        OptValue::Map(e) => e,
+                        _ => &[],
+                    }, k) {
+                        OptValue::Str(s) => s.clone(),
+                        OptValue::Num(n) => format!("{n}"),
+                        _ => String::new(),
+                    };
+                    tr!(self, "tab {tab} gets {} {}", field("type"), field("gen"));
+                }
                 self.tabs[tab].keeper.handle_tab_message(now, &data);
                 self.drain(tab);
             }
@@ -1226,8 +1256,14 @@ impl World {
             return refused(self, Some(f));
         }
         let timing = self.timing(req);
+        let fam = &self.server.families[f];
+        let grace = fam
+            .previous
+            .as_ref()
+            .is_some_and(|(p, at)| p == rt && self.t - at <= self.shape.grace_ms);
         let earlier = self.server.consumed.get(rt).cloned().unwrap_or_default();
-        if !earlier.is_empty() {
+        // (Without locks, a reuse the grace window forgives is the promise.)
+        if !earlier.is_empty() && !(grace && !self.shape.locks) {
             self.reuse(req, &earlier);
         }
         let fam = &self.server.families[f];
@@ -1237,10 +1273,6 @@ impl World {
             tr!(self, "server: refresh #{req} rotates family {f}");
             return TokenAnswer::Grant { grant, timing };
         }
-        let grace = fam
-            .previous
-            .as_ref()
-            .is_some_and(|(p, at)| p == rt && self.t - at <= self.shape.grace_ms);
         if grace {
             self.stats.grace_reuses += 1;
             self.server.consumed.entry(rt.to_string()).or_default().push(req);
@@ -1916,16 +1948,7 @@ impl World {
     /// The session was kept alive: in every tab, a call for a token gets a
     /// valid one of the family at once, or after one refresh.
     fn kept_alive(&mut self, open: &[usize]) {
-        let ops: Vec<usize> = open.iter().map(|t| self.start_op(*t, OpKind::GetToken)).collect();
-        let deadline = self.t + 10_000.0;
-        while ops.iter().any(|op| !self.ops[*op].done) && self.violation.is_none() {
-            let Some(item) = self.queue.pop() else { break };
-            if item.at > deadline {
-                break;
-            }
-            self.t = self.t.max(item.at);
-            self.handle(item.ev);
-        }
+        let ops = self.settle_all(open, OpKind::GetToken);
         for op in ops {
             let o = &self.ops[op];
             let valid = o.access.as_ref().and_then(|a| self.server.access.get(a)).is_some_and(|i| {
@@ -1939,6 +1962,21 @@ impl World {
                 );
             }
         }
+    }
+
+    /// Starts `kind` in every tab of `open` and runs until they settle (10 s at most).
+    fn settle_all(&mut self, open: &[usize], kind: OpKind) -> Vec<usize> {
+        let ops: Vec<usize> = open.iter().map(|t| self.start_op(*t, kind)).collect();
+        let deadline = self.t + 10_000.0;
+        while ops.iter().any(|op| !self.ops[*op].done) && self.violation.is_none() {
+            let Some(item) = self.queue.pop() else { break };
+            if item.at > deadline {
+                break;
+            }
+            self.t = self.t.max(item.at);
+            self.handle(item.ev);
+        }
+        ops
     }
 
     /// Invariant 7, second half, and 6's: after quiescence every tab holds
@@ -1996,13 +2034,26 @@ impl World {
                 }
             }
             None if !open.is_empty() => {
-                // None: the session must have ended in the browser, or at the server.
+                // None: the session must have ended in the browser, or at the
+                // server; or it is in the cookie, for the next ready().
                 let last = self.server.families.last();
                 if last.is_some_and(|f| f.alive && !f.ended_in_browser) {
-                    self.fail(
-                        Invariant::NoSpuriousLogout,
-                        "after quiescence no tab holds the session the server keeps alive".into(),
-                    );
+                    if !self.shape.cookie {
+                        return self.fail(
+                            Invariant::NoSpuriousLogout,
+                            "after quiescence no tab holds the session the server keeps alive"
+                                .into(),
+                        );
+                    }
+                    let ops = self.settle_all(&open, OpKind::Ready);
+                    if let Some(op) = ops.iter().find(|op| self.ops[**op].outcome != "Ready(true)") {
+                        let (tab, outcome) = (self.ops[*op].tab, self.ops[*op].outcome.clone());
+                        return self.fail(
+                            Invariant::NoSpuriousLogout,
+                            format!("after quiescence ready() in tab {tab} does not join the cookie's session: {outcome}"),
+                        );
+                    }
+                    self.kept_alive(&open);
                 }
             }
             None => {}
