@@ -740,7 +740,7 @@ impl Keeper {
         }
         match token::accept_grant(grant, timing, None) {
             Ok(tokens) => {
-                self.adopt(tokens, None, Source::Login);
+                self.adopt(tokens, Some(protocol::first_generation(now)), Source::Login);
                 self.settle(call, Reply::Done);
             }
             Err(e) => self.settle(call, Reply::Failed(e)),
@@ -761,7 +761,7 @@ impl Keeper {
             fresh: false,
         };
         let tokens = token::accept_grant(grant, timing, None)?;
-        self.adopt(tokens, None, Source::SetTokens);
+        self.adopt(tokens, Some(protocol::first_generation(now)), Source::SetTokens);
         self.wake(now);
         Ok(())
     }
@@ -960,6 +960,7 @@ impl Keeper {
             }
             (Apply::Answer, _) => {
                 let gen = self.session.generation();
+                let backoff = self.session.backing_off(now);
                 let answer = match self.session.tokens() {
                     Some(tokens) => Message::Session {
                         gen,
@@ -971,6 +972,11 @@ impl Keeper {
                     },
                 };
                 self.post(answer);
+                // A tab that joins now must wait as the others do: the
+                // server's Retry-After is for every tab.
+                if let Some(until) = backoff {
+                    self.post(Message::Backoff { gen, until });
+                }
                 SyncKind::Answered
             }
             _ => return,

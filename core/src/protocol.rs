@@ -117,6 +117,22 @@ pub fn next_generation(gen: u64) -> u64 {
     }
 }
 
+/// The generation a new session starts at (a login, `setTokens`): the
+/// moment, in ms of the local clock (or the next generation, when that is
+/// newer). Every tab of the browser reads the same clock, so a session
+/// started later is newer than anything an older one reached — even in a
+/// tab that was frozen through it and comes back with that session's
+/// messages — and its tokens win over the old ones, while the old one's
+/// logout ends nothing of it. (One rotation per millisecond, sustained,
+/// would be needed to catch up.)
+pub fn first_generation(now: f64) -> u64 {
+    if now.is_finite() && now >= 1.0 {
+        (now as u64).min(MAX_GEN)
+    } else {
+        1
+    }
+}
+
 /// Whether generation `a` is newer than `b`. Every generation is newer than
 /// 0; otherwise the generations 1 ..= [`MAX_GEN`] form a ring (serial number
 /// arithmetic, as RFC 1982's): `a` is newer when it lies less than half the

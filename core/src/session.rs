@@ -296,6 +296,13 @@ impl Session {
         }
     }
 
+    /// The moment refreshing waits for after a failure (a backoff, a
+    /// `Retry-After`, another tab's), while it is still ahead of `now`.
+    pub fn backing_off(&self, now: f64) -> Option<f64> {
+        (self.tokens.is_some() && self.failures > 0 && self.not_before > now)
+            .then_some(self.not_before)
+    }
+
     /// Consecutive transient failures so far.
     pub fn failures(&self) -> u32 {
         self.failures

@@ -402,6 +402,8 @@ struct Op {
     sent: f64,
     /// How it ended.
     outcome: String,
+    /// It got a token the server took when it got it.
+    valid: bool,
 }
 
 struct Tab {
@@ -509,7 +511,7 @@ macro_rules! tr {
         if $w.trace.is_some() {
             let line = format!("{:>12.1} {}", $w.t - T0, format!($($arg)*));
             if let Some(t) = &mut $w.trace {
-                if t.len() >= 400 {
+                if t.len() >= 5000 {
                     t.pop_front();
                 }
                 t.push_back(line);
@@ -1417,6 +1419,7 @@ impl World {
             replayed: false,
             sent: 0.0,
             outcome: "not settled".into(),
+            valid: false,
         });
         if kind == OpKind::Login {
             return op;
@@ -1458,6 +1461,9 @@ impl World {
             (OpKind::Fetch, Reply::Return) => self.end_op(op, "a 401"),
             (OpKind::GetToken, Reply::Token { access, .. }) => {
                 self.check_fresh(tab, &access, "getAccessToken hands out");
+                self.ops[op].valid = self.server.access.get(&access).is_some_and(|i| {
+                    self.server.families[i.family].alive && self.t < i.expires
+                });
                 self.ops[op].access = Some(access);
                 self.end_op(op, "");
             }
@@ -1951,10 +1957,7 @@ impl World {
         let ops = self.settle_all(open, OpKind::GetToken);
         for op in ops {
             let o = &self.ops[op];
-            let valid = o.access.as_ref().and_then(|a| self.server.access.get(a)).is_some_and(|i| {
-                self.server.families[i.family].alive && self.t < i.expires
-            });
-            if !valid {
+            if !o.valid {
                 let (tab, outcome) = (o.tab, o.outcome.clone());
                 return self.fail(
                     Invariant::Converges,
