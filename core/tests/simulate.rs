@@ -89,7 +89,8 @@ fn report(seed: u64) -> ! {
     match run(seed, true) {
         Ok(_) => panic!("seed {seed} failed, but not on replay: the simulation is not deterministic"),
         Err((v, trace)) => {
-            let shown = trace.len().min(80);
+            // A replay (SIM_SEED) shows it whole; a failing run, its end.
+            let shown = if env("SIM_SEED").is_some() { trace.len() } else { trace.len().min(80) };
             let tail = trace[trace.len() - shown..].join("\n");
             let shape = format!("{:?}", model::shape_of(seed));
             panic!(
