@@ -903,8 +903,20 @@ impl Keeper {
         if self.freed {
             return self.finish(now, Err(Error::Freed));
         }
-        // A logout (or newer tokens) while the request was out wins over its answer.
+        // A logout (or newer tokens) while the request was out wins over its
+        // answer — but a Retry-After is the endpoint's, for whatever tokens.
         if self.session.generation() != gen {
+            if let TokenAnswer::Failure {
+                retry_after_ms: Some(ra),
+                ..
+            } = answer
+            {
+                self.session.defer_until(now, now + ra);
+                if let Some(until) = self.session.backing_off(now) {
+                    let gen = self.session.generation();
+                    self.post(Message::Backoff { gen, until });
+                }
+            }
             return self.finish_current(now);
         }
         self.answered(now, gen, refresh_token, answer);

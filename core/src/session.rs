@@ -86,6 +86,9 @@ pub struct Session {
     failures: u32,
     /// No refresh attempt before this moment (backoff / Retry-After).
     not_before: f64,
+    /// The part of it a server asked for (a `Retry-After`, here or in
+    /// another tab): the network coming back does not shorten it.
+    asked_until: f64,
     /// Start times of recent refresh attempts (storm brake), oldest first.
     recent: [f64; STORM_LIMIT],
     recent_len: usize,
@@ -134,6 +137,7 @@ impl Session {
         self.jitter = jitter;
         self.failures = 0;
         self.not_before = 0.0;
+        self.asked_until = 0.0;
         self.generation
     }
 
@@ -152,6 +156,7 @@ impl Session {
         }
         self.failures = 0;
         self.not_before = 0.0;
+        self.asked_until = 0.0;
         had
     }
 
@@ -263,11 +268,13 @@ impl Session {
         let mut wait = step * (0.5 + 0.5 * random);
         let retry_after = retry_after_ms.filter(|r| r.is_finite() && *r > 0.0);
         if let Some(ra) = retry_after.filter(|_| !self.planted.is(Fault::IgnoreRetryAfter)) {
-            wait = wait.max(if unbounded {
+            let ra = if unbounded {
                 ra
             } else {
                 ra.min(RETRY_AFTER_MAX_MS)
-            });
+            };
+            wait = wait.max(ra);
+            self.asked_until = self.asked_until.max(now + ra);
         }
         self.not_before = now + wait;
         wait
@@ -285,14 +292,16 @@ impl Session {
         };
         if self.tokens.is_some() && until.is_finite() && until > self.not_before {
             self.not_before = until;
+            self.asked_until = until;
             self.failures = self.failures.max(1);
         }
     }
 
-    /// The network is back (`online`): a backed-off refresh may be tried now.
+    /// The network is back (`online`): a backed-off refresh may be tried
+    /// now — unless a server asked for the wait (`Retry-After`).
     pub fn network_back(&mut self, now: f64) {
         if self.failures > 0 {
-            self.not_before = self.not_before.min(now);
+            self.not_before = self.not_before.min(now).max(self.asked_until);
         }
     }
 

@@ -634,6 +634,30 @@ fn a_tab_back_from_the_bfcache_catches_up() {
 #[test]
 fn back_online_a_backed_off_refresh_is_tried_at_once() {
     let mut w = logged_in(1, 30.0);
+    // The timer's refresh ahead of expiry finds no network, twice: the
+    // backoff grows.
+    w.server.faults.push_back(Fault::Drop);
+    w.server.faults.push_back(Fault::Drop);
+    w.run_until(T0 + 20_000.0);
+    // Until the second failure's answer is in and a retry planned.
+    while w.server.refresh_requests < 2 || w.tabs[0].keeper.session().failures() < 2 {
+        assert!(w.step(T0 + 30_000.0));
+    }
+    let next = w.tabs[0].keeper.refresh_at().expect("a retry is planned");
+    assert!(next > w.now + 500.0, "it backs off");
+    // Coming back online lifts the wait: the retry is due now.
+    let now = w.now;
+    w.tabs[0].keeper.handle_page(now, PageEvent::Online, false);
+    w.drain(0);
+    assert_eq!(w.tabs[0].keeper.poll_timeout(), Some(now));
+    w.run_for(100.0);
+    assert_eq!(w.server.refresh_requests, 3);
+    assert_eq!(w.api_call(0, 1_000.0), Ok(200));
+}
+
+#[test]
+fn back_online_a_retry_after_the_server_asked_for_still_holds() {
+    let mut w = logged_in(1, 30.0);
     // The timer's refresh ahead of expiry gets a 503 with a long Retry-After.
     w.server
         .faults
@@ -642,14 +666,13 @@ fn back_online_a_backed_off_refresh_is_tried_at_once() {
     assert_eq!(w.server.refresh_requests, 1);
     let next = w.tabs[0].keeper.poll_timeout().expect("a retry is planned");
     assert!(next > w.now + 60_000.0, "it waits for the Retry-After");
-    // Coming back online lifts the wait: the retry is due now.
+    // The server asked for the wait: the network coming back changes nothing.
     let now = w.now;
     w.tabs[0].keeper.handle_page(now, PageEvent::Online, false);
     w.drain(0);
-    assert_eq!(w.tabs[0].keeper.poll_timeout(), Some(now));
-    w.run_for(100.0);
-    assert_eq!(w.server.refresh_requests, 2);
-    assert_eq!(w.api_call(0, 1_000.0), Ok(200));
+    assert_eq!(w.tabs[0].keeper.poll_timeout(), Some(next));
+    w.run_for(60_000.0);
+    assert_eq!(w.server.refresh_requests, 1);
 }
 
 #[test]

@@ -344,8 +344,11 @@ struct Family {
     /// The refresh token before the last rotation, and when it was rotated.
     previous: Option<(String, f64)>,
     serial: u32,
-    /// The family's tokens are held by the browser (not logged out there).
+    /// The browser let the session go (a logout, its last tab closed, a
+    /// newer session in its place).
     ended_in_browser: bool,
+    /// A tab held it.
+    held: bool,
 }
 
 /// The model token server, in its own clock (the true time; the browser's
@@ -480,8 +483,7 @@ pub struct World {
     last_fault: f64,
     /// Ops not yet settled.
     pending: Vec<usize>,
-    /// The family a tab took up last (a newer one supersedes the others).
-    current_family: Option<usize>,
+
     active: bool,
     next_call: u32,
     reach: Vec<Reach>,
@@ -604,7 +606,7 @@ impl World {
             asleep_until: 0.0,
             last_fault: 0.0,
             pending: Vec::new(),
-            current_family: None,
+
             active: true,
             next_call: 0,
             reach: Vec::new(),
@@ -1413,6 +1415,7 @@ impl World {
             previous: None,
             serial: 0,
             ended_in_browser: false,
+            held: false,
         });
         tr!(self, "tab {tab} logs in: family {f}");
         let up = self.latency();
@@ -1710,11 +1713,16 @@ impl World {
                 .or_else(|| t.refresh.as_ref().and_then(|r| self.server.refresh.get(r).copied()))
         });
         if session.is_authenticated() {
-            if family.is_some() {
-                if self.tabs[tab].family != family {
-                    self.current_family = family;
+            if let Some(f) = family {
+                let old = self.tabs[tab].family.replace(f);
+                self.server.families[f].held = true;
+                // A newer session supersedes an older one: when no tab holds
+                // the old one any more, the browser has let it go.
+                if let Some(o) = old.filter(|o| *o != f) {
+                    if !self.tabs.iter().any(|t| t.open && t.family == Some(o)) {
+                        self.server.families[o].ended_in_browser = true;
+                    }
                 }
-                self.tabs[tab].family = family;
             }
             if self.tabs[tab].auth_since.is_none() {
                 self.tabs[tab].auth_since = Some(self.t);
@@ -2104,8 +2112,17 @@ impl World {
             None if !open.is_empty() => {
                 // None: the session must have ended in the browser, or at the
                 // server; or it is in the cookie, for the next ready().
-                let last = self.current_family.map(|f| &self.server.families[f]);
-                if last.is_some_and(|f| f.alive && !f.ended_in_browser) {
+                let kept = if self.shape.cookie {
+                    // The session the jar's cookie holds.
+                    let jar = self.jar.as_ref().and_then(|c| self.server.refresh.get(c).copied());
+                    jar.is_some_and(|f| {
+                        let f = &self.server.families[f];
+                        f.alive && !f.ended_in_browser && f.refresh == *self.jar.as_deref().unwrap_or("")
+                    })
+                } else {
+                    self.server.families.iter().any(|f| f.held && f.alive && !f.ended_in_browser)
+                };
+                if kept {
                     if !self.shape.cookie {
                         return self.fail(
                             Invariant::NoSpuriousLogout,
