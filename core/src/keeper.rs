@@ -1203,7 +1203,10 @@ impl Keeper {
             TokenAnswer::Grant { grant, timing } => {
                 match token::accept_grant(grant, timing, sent) {
                     Ok(tokens) => {
-                        let g = self.adopt(tokens, None, why.source());
+                        // A tab that joins with the cookie starts this
+                        // browser's session anew, as a login does.
+                        let start = (why == Why::Join).then(|| protocol::first_generation(now));
+                        let g = self.adopt(tokens, start, why.source());
                         return self.finish(now, Ok(g));
                     }
                     Err(Error::InvalidTokenResponse { reason }) => (200, None, None, Some(reason)),

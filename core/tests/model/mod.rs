@@ -365,6 +365,11 @@ struct Server {
     /// Per family: the latest moment a `Retry-After` asked its refreshes to
     /// wait for (a new login starts afresh).
     retry_not_before: HashMap<usize, f64>,
+    /// (family, tab): the tab was told of the family's Retry-After (its
+    /// answer, or another tab's backoff message): only such a tab can
+    /// honour it. (A tab that joins with the cookie while the tabs that
+    /// know are frozen cannot.)
+    told: std::collections::HashSet<(usize, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -931,6 +936,15 @@ impl World {
                     };
                     tr!(self, "tab {tab} gets {} {}", field("type"), field("gen"));
                 }
+                if let (OptValue::Map(e), Some(f)) = (&data, self.tabs[tab].family) {
+                    // (A backoff is for the tabs holding the same tokens.)
+                    let gen = self.tabs[tab].keeper.session().generation() as f64;
+                    if matches!(OptValue::field(e, "type"), OptValue::Str(t) if t == "backoff")
+                        && matches!(OptValue::field(e, "gen"), OptValue::Num(g) if *g == gen)
+                    {
+                        self.server.told.insert((f, tab));
+                    }
+                }
                 self.tabs[tab].keeper.handle_tab_message(now, &data);
                 self.drain(tab);
             }
@@ -1010,6 +1024,11 @@ impl World {
 
     fn refresh_answer(&mut self, tab: usize, answer: TokenAnswer) {
         let now = self.local();
+        if let (TokenAnswer::Failure { retry_after_ms: Some(_), .. }, Some(f)) =
+            (&answer, self.tabs[tab].family)
+        {
+            self.server.told.insert((f, tab));
+        }
         tr!(self, "tab {tab} refresh answer {}", describe(&answer));
         self.tabs[tab].keeper.handle_refresh_answer(now, answer);
         self.drain(tab);
@@ -1188,7 +1207,8 @@ impl World {
         let not_before = family
             .and_then(|f| self.server.retry_not_before.get(&f).copied())
             .unwrap_or(0.0);
-        if self.shape.locks && t < not_before && !self.reqs[req].joining {
+        let told = family.is_some_and(|f| self.server.told.contains(&(f, tab)));
+        if self.shape.locks && t < not_before && !self.reqs[req].joining && told {
             let early = not_before - t;
             self.fail(
                 Invariant::HonoursRetryAfter,
