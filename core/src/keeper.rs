@@ -761,7 +761,11 @@ impl Keeper {
             fresh: false,
         };
         let tokens = token::accept_grant(grant, timing, None)?;
-        self.adopt(tokens, Some(protocol::first_generation(now)), Source::SetTokens);
+        self.adopt(
+            tokens,
+            Some(protocol::first_generation(now)),
+            Source::SetTokens,
+        );
         self.wake(now);
         Ok(())
     }
@@ -952,9 +956,27 @@ impl Keeper {
         {
             apply = Apply::Adopt;
         }
+        // Two tabs that refreshed at once without Web Locks hold different
+        // tokens at one generation: every tab settles on the same one of
+        // them (the later issued), at that generation.
+        if let (Apply::Ignore, Message::Session { gen, tokens, .. }, Some(own)) =
+            (&apply, &envelope.message, self.session.tokens())
+        {
+            if *gen == generation && protocol::wins_tie(tokens, own) {
+                apply = Apply::Replace;
+            }
+        }
         let kind = match (apply, envelope.message) {
-            (Apply::Adopt, Message::Session { gen, tokens }) => {
+            (Apply::Replace, Message::Session { gen, tokens, .. }) => {
+                self.session.replace(tokens, gen);
+                self.emit_change();
+                SyncKind::Adopted
+            }
+            (Apply::Adopt, Message::Session { gen, tokens, until }) => {
                 self.adopt(tokens, Some(gen), Source::Tab);
+                if let Some(until) = until {
+                    self.session.defer_until(now, until);
+                }
                 SyncKind::Adopted
             }
             (Apply::EndSession, Message::Logout { gen, .. }) => {
@@ -972,11 +994,13 @@ impl Keeper {
             }
             (Apply::Answer, _) => {
                 let gen = self.session.generation();
-                let backoff = self.session.backing_off(now);
                 let answer = match self.session.tokens() {
+                    // A tab that joins now must wait as the others do: the
+                    // server's Retry-After is for every tab.
                     Some(tokens) => Message::Session {
                         gen,
                         tokens: tokens.clone(),
+                        until: self.session.backing_off(now),
                     },
                     None => Message::Logout {
                         gen,
@@ -984,11 +1008,6 @@ impl Keeper {
                     },
                 };
                 self.post(answer);
-                // A tab that joins now must wait as the others do: the
-                // server's Retry-After is for every tab.
-                if let Some(until) = backoff {
-                    self.post(Message::Backoff { gen, until });
-                }
                 SyncKind::Answered
             }
             _ => return,
@@ -1108,7 +1127,11 @@ impl Keeper {
         // Another tab held the lock: it broadcasts before it releases, but its
         // message may land a moment after our grant. Give it that moment (and
         // the other tabs' answers the moment they need, when it asked).
-        let wait = if contended { now + CONTENDED_WAIT_MS } else { 0.0 };
+        let wait = if contended {
+            now + CONTENDED_WAIT_MS
+        } else {
+            0.0
+        };
         let until = wait.max(self.listen_until);
         if until > now {
             if let Some(run) = &mut self.run {
@@ -1408,10 +1431,11 @@ impl Keeper {
         match self.run.as_ref().map(|r| (&r.phase, r.started)) {
             // Newer tokens (or a logout) came while the run waited for the
             // lock or for the holder's broadcast: nothing left to refresh.
-            Some((
-                Phase::Locking | Phase::Spreading { .. } | Phase::Contended { .. },
-                started,
-            )) if generation != started => self.finish_current(now),
+            Some((Phase::Locking | Phase::Spreading { .. } | Phase::Contended { .. }, started))
+                if generation != started =>
+            {
+                self.finish_current(now)
+            }
             Some((Phase::Deferred { gen, .. } | Phase::Retrying { gen, .. }, _))
                 if generation != *gen =>
             {
@@ -1447,6 +1471,7 @@ impl Keeper {
             self.post(Message::Session {
                 gen: generation,
                 tokens,
+                until: None,
             });
         }
         if !matches!(source, Source::Login | Source::SetTokens) {

@@ -32,6 +32,10 @@ pub enum Message {
         gen: u64,
         /// The tokens (same origin only, never logged).
         tokens: TokenSet,
+        /// When answering a hello while backing off: no refresh before this
+        /// moment (ms since the epoch). In the one message, so a tab that
+        /// joins cannot refresh between the tokens and the wait.
+        until: Option<f64>,
     },
     /// "The token endpoint asked us to wait" (a transient failure, maybe a
     /// `Retry-After`): tabs holding the same tokens wait until `until`.
@@ -55,8 +59,11 @@ impl core::fmt::Debug for Message {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Message::Hello { gen } => write!(f, "Hello {{ gen: {gen} }}"),
-            Message::Session { gen, tokens } => {
-                write!(f, "Session {{ gen: {gen}, tokens: {tokens:?} }}")
+            Message::Session { gen, tokens, until } => {
+                write!(
+                    f,
+                    "Session {{ gen: {gen}, tokens: {tokens:?}, until: {until:?} }}"
+                )
             }
             Message::Logout { gen, reason } => {
                 write!(f, "Logout {{ gen: {gen}, reason: {reason} }}")
@@ -204,6 +211,7 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
             };
             let expires_at = number(entries, "expiresAt")?;
             let issued_at = number(entries, "issuedAt")?.ok_or(Reject::Malformed)?;
+            let until = number(entries, "until")?;
             Message::Session {
                 gen,
                 tokens: TokenSet {
@@ -212,6 +220,7 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
                     expires_at,
                     issued_at,
                 },
+                until,
             }
         }
         "logout" => {
@@ -244,6 +253,20 @@ pub enum Apply {
     Answer,
     /// Wait before refreshing: another tab with the same tokens backs off.
     Defer,
+    /// Take these tokens at our own generation (two tabs rotated at once).
+    Replace,
+}
+
+/// Of two different token sets at one generation (two tabs that refreshed
+/// at once, without Web Locks), whether `a` is the one every tab keeps: the
+/// later issued, then the greater access token — the same answer in every
+/// tab, so they all settle on one.
+pub fn wins_tie(a: &TokenSet, b: &TokenSet) -> bool {
+    match a.issued_at.total_cmp(&b.issued_at) {
+        core::cmp::Ordering::Greater => true,
+        core::cmp::Ordering::Less => false,
+        core::cmp::Ordering::Equal => a.access > b.access,
+    }
 }
 
 /// Decides what to do with a message at generation `own_gen`.
@@ -324,7 +347,8 @@ mod tests {
                     refresh: Some("r1".into()),
                     expires_at: Some(2000.0),
                     issued_at: 1000.0
-                }
+                },
+                until: None,
             }
         );
         let hello = msg(vec![
@@ -447,6 +471,7 @@ mod tests {
         let sess = |gen| Message::Session {
             gen,
             tokens: tokens.clone(),
+            until: None,
         };
         let logout = |gen| Message::Logout {
             gen,

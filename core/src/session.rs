@@ -128,7 +128,9 @@ impl Session {
     /// moves forward.
     pub fn adopt(&mut self, tokens: TokenSet, generation: Option<u64>, jitter: f64) -> u64 {
         self.generation = match generation {
-            Some(g) if protocol::is_newer(g, self.generation) || self.planted.is(Fault::AdoptOlder) => {
+            Some(g)
+                if protocol::is_newer(g, self.generation) || self.planted.is(Fault::AdoptOlder) =>
+            {
                 g
             }
             _ => protocol::next_generation(self.generation),
@@ -139,6 +141,14 @@ impl Session {
         self.not_before = 0.0;
         self.asked_until = 0.0;
         self.generation
+    }
+
+    /// Takes `tokens` in place of the current ones at generation `gen`, the
+    /// current one ([`protocol::wins_tie`]); the backoff state stays.
+    pub fn replace(&mut self, tokens: TokenSet, gen: u64) {
+        if gen == self.generation && self.tokens.is_some() {
+            self.tokens = Some(tokens);
+        }
     }
 
     /// Moves the generation forward to `gen` (a newer state seen in another tab).

@@ -154,7 +154,11 @@ fn a_session_at_the_largest_generation_rotates_on_in_every_tab() {
     assert_eq!(login, protocol::first_generation(T0));
     w.inject(session_at(&w, MAX_GEN as f64));
     w.run_for(10.0);
-    assert_eq!(generation(&w, 1), login, "the largest is behind the login's");
+    assert_eq!(
+        generation(&w, 1),
+        login,
+        "the largest is behind the login's"
+    );
     for gen in [1u64 << 52, MAX_GEN] {
         w.inject(session_at(&w, gen as f64));
         w.run_for(10.0);

@@ -5,8 +5,7 @@ mod sim;
 
 use sim::*;
 use tokenkeeper_core::keeper::{
-    HOLD_AFTER_BROADCAST_MS,
-    Event, ExpiredReason, LogoutReason, PageEvent, Reply, Source, SyncKind,
+    Event, ExpiredReason, LogoutReason, PageEvent, Reply, Source, SyncKind, HOLD_AFTER_BROADCAST_MS,
 };
 use tokenkeeper_core::value::OptValue;
 use tokenkeeper_core::Error;
@@ -710,6 +709,7 @@ fn a_freed_keeper_ignores_messages_and_calls() {
                 .tokens()
                 .cloned()
                 .expect("tokens"),
+            until: None,
         },
         "someone",
     );
@@ -909,7 +909,11 @@ fn the_lock_is_held_a_moment_after_the_broadcast() {
     let done = w.now;
     assert_eq!(w.lock_holder(), Some(0));
     w.run_until(done + HOLD_AFTER_BROADCAST_MS - 1.0);
-    assert_eq!(w.lock_holder(), Some(0), "held a moment after the broadcast");
+    assert_eq!(
+        w.lock_holder(),
+        Some(0),
+        "held a moment after the broadcast"
+    );
     w.run_until(done + HOLD_AFTER_BROADCAST_MS + 1.0);
     assert_eq!(w.lock_holder(), None);
     // A tab that waited for it adopts the broadcast tokens at once (no 200 ms wait).

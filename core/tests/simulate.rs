@@ -38,7 +38,10 @@ fn simulate(first: u64, count: u64) -> Stats {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(Err(u64::MAX))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(u64::MAX)))
+            .collect()
     });
     let mut total = Stats::default();
     let mut failed: Option<u64> = None;
@@ -87,10 +90,16 @@ fn add(total: &mut Stats, st: &Stats) {
 /// Replays `seed` with its trace and fails with it.
 fn report(seed: u64) -> ! {
     match run(seed, true) {
-        Ok(_) => panic!("seed {seed} failed, but not on replay: the simulation is not deterministic"),
+        Ok(_) => {
+            panic!("seed {seed} failed, but not on replay: the simulation is not deterministic")
+        }
         Err((v, trace)) => {
             // A replay (SIM_SEED) shows it whole; a failing run, its end.
-            let shown = if env("SIM_SEED").is_some() { trace.len() } else { trace.len().min(80) };
+            let shown = if env("SIM_SEED").is_some() {
+                trace.len()
+            } else {
+                trace.len().min(80)
+            };
             let tail = trace[trace.len() - shown..].join("\n");
             let shape = format!("{:?}", model::shape_of(seed));
             panic!(
@@ -124,7 +133,10 @@ fn the_seeds_that_found_bugs_stay_fixed() {
 fn a_schedule_replays_exactly() {
     for seed in [3, 77, 1234] {
         let key = |r: Result<Stats, (model::Violation, Vec<String>)>| match r {
-            Ok(s) => format!("{:?}", (s.steps, s.refreshes, s.api_requests, s.simulated_ms)),
+            Ok(s) => format!(
+                "{:?}",
+                (s.steps, s.refreshes, s.api_requests, s.simulated_ms)
+            ),
             Err((v, _)) => format!("{v:?}"),
         };
         let (a, b) = (key(run(seed, false)), key(run(seed, true)));

