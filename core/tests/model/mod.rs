@@ -1346,6 +1346,8 @@ impl World {
         }
         let fam = &self.server.families[f];
         if fam.refresh == rt {
+            // Serving a refresh, the server has moved on from its Retry-After.
+            self.server.retry_not_before.remove(&f);
             self.server
                 .consumed
                 .entry(rt.to_string())
