@@ -741,6 +741,7 @@ impl Keeper {
         match token::accept_grant(grant, timing, None) {
             Ok(tokens) => {
                 self.adopt(tokens, Some(protocol::first_generation(now)), Source::Login);
+                self.session.measured();
                 self.settle(call, Reply::Done);
             }
             Err(e) => self.settle(call, Reply::Failed(e)),
@@ -1224,12 +1225,24 @@ impl Keeper {
         let (why, attempts) = (run.why, run.attempts);
         let (status, oauth_error, retry_after, malformed) = match answer {
             TokenAnswer::Grant { grant, timing } => {
+                let expires_in = grant.expires_in;
                 match token::accept_grant(grant, timing, sent) {
-                    Ok(tokens) => {
+                    Ok(mut tokens) => {
+                        // The server's clock does not move against ours from
+                        // one refresh to the next: a token whose `iat` says
+                        // otherwise was issued earlier (a grace-window reuse
+                        // hands back the last pair) and would look fresher
+                        // than it is. The skew the current token was read
+                        // with stays.
+                        if let Some(skew) = self.session.skew() {
+                            tokens.expires_at =
+                                token::steady_expiry(&tokens, expires_in, timing, skew);
+                        }
                         // A tab that joins with the cookie starts this
                         // browser's session anew, as a login does.
                         let start = (why == Why::Join).then(|| protocol::first_generation(now));
                         let g = self.adopt(tokens, start, why.source());
+                        self.session.measured();
                         return self.finish(now, Ok(g));
                     }
                     Err(Error::InvalidTokenResponse { reason }) => (200, None, None, Some(reason)),

@@ -89,6 +89,9 @@ pub struct Session {
     /// The part of it a server asked for (a `Retry-After`, here or in
     /// another tab): the network coming back does not shorten it.
     asked_until: f64,
+    /// The server's clock against ours (local − server, ms), as measured by
+    /// a response that issued tokens with a JWT `exp` (`None`: not yet).
+    skew: Option<f64>,
     /// Start times of recent refresh attempts (storm brake), oldest first.
     recent: [f64; STORM_LIMIT],
     recent_len: usize,
@@ -320,6 +323,19 @@ impl Session {
     pub fn backing_off(&self, now: f64) -> Option<f64> {
         (self.tokens.is_some() && self.failures > 0 && self.not_before > now)
             .then_some(self.not_before)
+    }
+
+    /// The skew a response measured ([`Session::measured`]), if one did.
+    pub fn skew(&self) -> Option<f64> {
+        self.skew
+    }
+
+    /// A response that just issued the current tokens measured the
+    /// server's clock: keep what their expiry was computed with.
+    pub fn measured(&mut self) {
+        if let Some(s) = self.tokens.as_ref().and_then(token::applied_skew) {
+            self.skew = Some(s);
+        }
     }
 
     /// Consecutive transient failures so far.

@@ -225,6 +225,38 @@ pub fn expiry(access: &str, expires_in: Option<f64>, timing: Timing) -> Option<f
     }
 }
 
+/// The clock correction a token's expiry was computed with (local − server,
+/// ms): its `expires_at` less its JWT `exp`, when it has both.
+pub fn applied_skew(tokens: &TokenSet) -> Option<f64> {
+    let exp = decode_claims(&tokens.access)?.exp?;
+    let skew = tokens.expires_at? - exp * 1000.0;
+    skew.is_finite().then_some(skew)
+}
+
+/// The expiry of freshly `tokens` (read from a response without a `Date`,
+/// by its `iat`) when the server's clock is known to be `skew` off: a
+/// skew read from `iat` that differs from it by more than the clocks'
+/// resolution is a token issued earlier, not a clock that moved.
+pub fn steady_expiry(
+    tokens: &TokenSet,
+    expires_in: Option<f64>,
+    timing: Timing,
+    skew: f64,
+) -> Option<f64> {
+    let claims = decode_claims(&tokens.access);
+    let read = claims.map(|c| estimate_skew(Some(c), timing));
+    match (claims.and_then(|c| c.exp), read) {
+        (Some(exp), Some(read))
+            if timing.server_date.is_none() && (read - skew).abs() > SKEW_THRESHOLD_MS =>
+        {
+            let from_exp = exp * 1000.0 + skew;
+            let from_expires_in = expires_in.map(|s| timing.sent_at + s * 1000.0);
+            Some(from_expires_in.map_or(from_exp, |a| a.min(from_exp))).filter(|t| t.is_finite())
+        }
+        _ => tokens.expires_at,
+    }
+}
+
 /// When to refresh ahead of expiry.
 ///
 /// The lead is the configured one, bounded to a third of the token's

@@ -777,8 +777,8 @@ impl World {
         tr!(self, "tab {tab} closes");
         self.tabs[tab].keeper.free();
         let family = self.tabs[tab].family;
-        self.drain(tab);
         self.tabs[tab].open = false;
+        self.drain(tab);
         // Tokens live in the tabs' memory: with the last tab that held
         // them, the session is gone (unless the cookie keeps it).
         if let (Some(f), false) = (family, self.shape.cookie) {
@@ -957,9 +957,13 @@ impl World {
                 }
                 if let (OptValue::Map(e), Some(f)) = (&data, self.tabs[tab].family) {
                     // (A backoff is for the tabs holding the same tokens.)
+                    // (And one that tells this Retry-After: it lasts as long.)
                     let gen = self.tabs[tab].keeper.session().generation() as f64;
+                    let ra = self.server.retry_not_before.get(&f).copied().unwrap_or(0.0);
+                    let skew = self.shape.skew_ms;
                     if matches!(OptValue::field(e, "type"), OptValue::Str(t) if t == "backoff")
                         && matches!(OptValue::field(e, "gen"), OptValue::Num(g) if *g == gen)
+                        && matches!(OptValue::field(e, "until"), OptValue::Num(u) if *u - skew >= ra - 1_000.0)
                     {
                         self.server.told.insert((f, tab));
                     }
@@ -1262,6 +1266,8 @@ impl World {
                     };
                     if let Some(s) = ra {
                         if let Some(f) = family {
+                            // Who knows of it: nobody yet.
+                            self.server.told.retain(|(g, _)| *g != f);
                             let e = self.server.retry_not_before.entry(f).or_insert(0.0);
                             *e = e.max(t + s * 1000.0);
                         }
@@ -1369,10 +1375,16 @@ impl World {
                 "server: refresh #{req} reuses inside the grace window"
             );
             let fam = &self.server.families[f];
+            // The last pair again, with the access token's remaining life.
+            let left = self
+                .server
+                .access
+                .get(&fam.access)
+                .map(|i| ((i.expires - self.t) / 1000.0).floor().max(0.0));
             let grant = RawGrant {
                 access_token: Some(fam.access.clone()),
                 refresh_token: Some(fam.refresh.clone()),
-                expires_in: self.expires_in(),
+                expires_in: self.expires_in().and(left),
             };
             return TokenAnswer::Grant { grant, timing };
         }
@@ -1572,7 +1584,9 @@ impl World {
                 self.end_op(op, "");
             }
             (OpKind::Ready, Reply::Ready(false)) => {
-                self.check_joined(op);
+                if self.tabs[tab].open {
+                    self.check_joined(op);
+                }
                 self.end_op(op, "");
             }
             (_, Reply::Failed(e)) => {
