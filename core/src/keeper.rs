@@ -572,6 +572,8 @@ pub struct Keeper {
     /// Asked the other tabs after a freeze (or a page event): no refresh
     /// before this moment (0: not asking).
     listen_until: f64,
+    /// The listening was for a late timer.
+    asked_late: bool,
     out: VecDeque<Command>,
     planted: Planted,
 }
@@ -592,6 +594,7 @@ impl Keeper {
             quiet_until: 0.0,
             release_at: None,
             listen_until: 0.0,
+            asked_late: false,
             out: VecDeque::new(),
             planted: Planted::default(),
         };
@@ -668,9 +671,14 @@ impl Keeper {
         if self.listen_until > now {
             return;
         }
-        let listened = self.listen_until > 0.0;
+        // Asked just now, the answers had their moment; a question a page
+        // event asked long ago says nothing of what was missed since. (A
+        // late timer asks once: in a throttled tab the next one is late too.)
+        let listened = core::mem::take(&mut self.asked_late)
+            || self.listen_until > 0.0 && now - self.listen_until <= LATE_TIMER_MS;
         self.listen_until = 0.0;
         if !listened && expected.is_some_and(|at| now - at > LATE_TIMER_MS) {
+            self.asked_late = true;
             return self.listen(now);
         }
         let (due, waiting): (Vec<ReadyWait>, Vec<ReadyWait>) =
