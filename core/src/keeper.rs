@@ -986,6 +986,12 @@ impl Keeper {
                 if let Some(until) = until {
                     self.session.defer_until(now, until);
                 }
+                // Tokens already due for a refresh come from a tab that is
+                // behind (frozen, throttled, answering an old question):
+                // ask for anything newer before refreshing them.
+                if self.planned().is_some_and(|at| now >= at) {
+                    self.listen(now);
+                }
                 SyncKind::Adopted
             }
             (Apply::EndSession, Message::Logout { gen, .. }) => {
