@@ -840,8 +840,12 @@ impl Keeper {
                 self.expired(ExpiredReason::NoSession, answered.url);
                 self.settle(call, Reply::Return);
             }
-            After401::ReplayWithCurrent => self.settle_replay(call, answered.url),
-            After401::RefreshThenReplay => {
+            // (Unless the current token expired meanwhile too — a tab back
+            // from a freeze: then a refresh first.)
+            After401::ReplayWithCurrent if !self.session.is_expired(now) => {
+                self.settle_replay(call, answered.url)
+            }
+            After401::ReplayWithCurrent | After401::RefreshThenReplay => {
                 let url = answered.url.into();
                 self.join_run(now, Why::Needed, Some(Waiter::Replay { call, url }));
             }
