@@ -331,10 +331,12 @@ impl Session {
     }
 
     /// A response that just issued the current tokens measured the
-    /// server's clock: keep what their expiry was computed with.
+    /// server's clock: keep what their expiry was computed with, or the
+    /// smaller skew measured before (a token issued earlier than its
+    /// response only ever reads as a larger one: [`token::steady_expiry`]).
     pub fn measured(&mut self) {
         if let Some(s) = self.tokens.as_ref().and_then(token::applied_skew) {
-            self.skew = Some(s);
+            self.skew = Some(self.skew.map_or(s, |k| k.min(s)));
         }
     }
 

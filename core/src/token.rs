@@ -233,10 +233,13 @@ pub fn applied_skew(tokens: &TokenSet) -> Option<f64> {
     skew.is_finite().then_some(skew)
 }
 
-/// The expiry of freshly `tokens` (read from a response without a `Date`,
-/// by its `iat`) when the server's clock is known to be `skew` off: a
-/// skew read from `iat` that differs from it by more than the clocks'
-/// resolution is a token issued earlier, not a clock that moved.
+/// The expiry of fresh `tokens` (read from a response without a `Date`,
+/// by its `iat`) when the server's clock was measured `skew` off before: a
+/// token issued earlier than the response (a grace-window reuse hands the
+/// last pair back) reads as a larger skew — the server's clock seemingly
+/// behind — and as fresher than it is. A skew read more than the clocks'
+/// resolution above the measured one is such a token: the measured skew
+/// stays. (A smaller one is a better measurement.)
 pub fn steady_expiry(
     tokens: &TokenSet,
     expires_in: Option<f64>,
@@ -247,7 +250,7 @@ pub fn steady_expiry(
     let read = claims.map(|c| estimate_skew(Some(c), timing));
     match (claims.and_then(|c| c.exp), read) {
         (Some(exp), Some(read))
-            if timing.server_date.is_none() && (read - skew).abs() > SKEW_THRESHOLD_MS =>
+            if timing.server_date.is_none() && read - skew > SKEW_THRESHOLD_MS =>
         {
             let from_exp = exp * 1000.0 + skew;
             let from_expires_in = expires_in.map(|s| timing.sent_at + s * 1000.0);
