@@ -313,6 +313,8 @@ enum Ev {
     LogoutArrive { family: Option<usize> },
     /// A frozen tab resumes.
     Unfreeze { tab: usize },
+    /// The browser releases a closed tab's locks.
+    Released { tab: usize },
     /// The laptop wakes.
     Wake,
     /// The network is back.
@@ -787,13 +789,13 @@ impl World {
             }
         }
         self.tabs[tab].held.clear();
-        // The browser releases its locks and requests.
-        let head = self.lock.front().copied();
-        self.lock.retain(|t| *t != tab);
-        if head == Some(tab) {
-            self.granted = false;
-            self.grant_head();
-        }
+        // The browser releases its locks and requests — after the messages
+        // the tab posted before it closed are delivered (the model's
+        // assumption of the browser: the README lists it).
+        let posted = (0..self.tabs.len())
+            .filter_map(|to| self.last_delivery.get(&(tab, to)).copied())
+            .fold(self.t, f64::max);
+        self.push(posted, Ev::Released { tab });
         // Its requests are cancelled: some never leave, the rest are
         // answered to nobody.
         for i in 0..self.reqs.len() {
@@ -1022,6 +1024,14 @@ impl World {
                 }
             }
             Ev::Unfreeze { tab } => self.unfreeze(tab),
+            Ev::Released { tab } => {
+                let head = self.lock.front().copied();
+                self.lock.retain(|t| *t != tab);
+                if head == Some(tab) {
+                    self.granted = false;
+                    self.grant_head();
+                }
+            }
             Ev::Wake => {
                 tr!(self, "the laptop wakes");
                 for tab in self.live_tabs() {
@@ -2075,6 +2085,7 @@ impl World {
                     | Ev::Chaos
                     | Ev::Online
                     | Ev::Unfreeze { .. }
+                    | Ev::Released { .. }
                     | Ev::Quiesce => item.at += d,
                     Ev::RefreshAnswer { req, .. } => {
                         self.reqs[*req].lost = true;
