@@ -1463,7 +1463,7 @@ impl Keeper {
             // Newer tokens (or a logout) came while the run waited for the
             // lock or for the holder's broadcast: nothing left to refresh.
             Some((Phase::Locking | Phase::Spreading { .. } | Phase::Contended { .. }, started))
-                if generation != started =>
+                if generation != started && !self.planted.is(Fault::NoRecheckAfterLock) =>
             {
                 self.finish_current(now)
             }

@@ -9,8 +9,8 @@
 pub enum Fault {
     /// Refresh without the tabs' lock, as if alone.
     NoLock,
-    /// After the lock (or the lockless pause), refresh without checking
-    /// whether another tab rotated the tokens meanwhile.
+    /// After waiting for the lock (or the lockless pause), refresh without
+    /// checking whether another tab rotated the tokens meanwhile.
     NoRecheckAfterLock,
     /// Adopt another tab's session whatever its generation.
     AdoptOlder,

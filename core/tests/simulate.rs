@@ -58,7 +58,8 @@ fn simulate(first: u64, count: u64) -> Stats {
     println!(
         "{count} schedules in {secs:.1} s ({:.0} schedules/s on {threads} threads): \
          {} steps, {} invariant checks ({} invariants), {} refreshes, {} API requests, \
-         {} faults, {} families revoked after a lost response, {} grace reuses, {} app calls, \
+         {} faults, {} families revoked by reuse detection ({} of them without locks; the rest \
+         after a lost response), {} grace reuses, {} app calls, \
          {:.0} simulated hours",
         count as f64 / secs,
         total.steps,
@@ -68,6 +69,7 @@ fn simulate(first: u64, count: u64) -> Stats {
         total.api_requests,
         total.faults,
         total.reuse_revocations,
+        total.lockless_revocations,
         total.grace_reuses,
         total.calls,
         total.simulated_ms / 3_600_000.0,
@@ -82,6 +84,7 @@ fn add(total: &mut Stats, st: &Stats) {
     total.api_requests += st.api_requests;
     total.faults += st.faults;
     total.reuse_revocations += st.reuse_revocations;
+    total.lockless_revocations += st.lockless_revocations;
     total.grace_reuses += st.grace_reuses;
     total.calls += st.calls;
     total.simulated_ms += st.simulated_ms;

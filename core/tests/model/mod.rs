@@ -255,8 +255,11 @@ pub struct Stats {
     pub api_requests: u64,
     /// Faults injected.
     pub faults: u64,
-    /// Families revoked by reuse detection (after a lost response).
+    /// Families revoked by reuse detection: after a lost response (with
+    /// locks), or after two tabs without locks collided.
     pub reuse_revocations: u64,
+    /// Of those, without locks.
+    pub lockless_revocations: u64,
     /// Grace-window reuses the server forgave.
     pub grace_reuses: u64,
     /// App calls made.
@@ -508,22 +511,20 @@ pub fn shape_of(seed: u64) -> Shape {
 }
 
 /// Runs the schedule of `seed`; `trace` keeps its last lines for a report.
-pub fn run(
+pub fn run(seed: u64, trace: bool) -> Result<Stats, (Violation, Vec<String>)> {
+    World::new(seed, trace).outcome()
+}
+
+/// Runs the schedule of `seed` with `fault` planted in every tab's keeper.
+#[cfg(feature = "planted-faults")]
+pub fn run_planted(
     seed: u64,
     trace: bool,
-    #[cfg(feature = "planted-faults")] plant: Option<Fault>,
+    fault: Fault,
 ) -> Result<Stats, (Violation, Vec<String>)> {
-    let mut w = World::new(
-        seed,
-        trace,
-        #[cfg(feature = "planted-faults")]
-        plant,
-    );
-    w.go();
-    match w.violation.take() {
-        None => Ok(w.stats),
-        Some(v) => Err((v, w.trace.map(Vec::from).unwrap_or_default())),
-    }
+    let mut w = World::new(seed, trace);
+    w.plant = Some(fault);
+    w.outcome()
 }
 
 macro_rules! tr {
@@ -593,11 +594,15 @@ fn from_json(v: &serde_json::Value) -> OptValue {
 }
 
 impl World {
-    fn new(
-        seed: u64,
-        trace: bool,
-        #[cfg(feature = "planted-faults")] plant: Option<Fault>,
-    ) -> World {
+    fn outcome(mut self) -> Result<Stats, (Violation, Vec<String>)> {
+        self.go();
+        match self.violation.take() {
+            None => Ok(self.stats),
+            Some(v) => Err((v, self.trace.map(Vec::from).unwrap_or_default())),
+        }
+    }
+
+    fn new(seed: u64, trace: bool) -> World {
         let mut rng = Rng::new(seed);
         let shape = Shape::draw(&mut rng);
         let settings = settings(&shape);
@@ -628,7 +633,7 @@ impl World {
             stats: Stats::default(),
             trace: trace.then(VecDeque::new),
             #[cfg(feature = "planted-faults")]
-            plant,
+            plant: None,
             violation: None,
         }
     }
@@ -1403,6 +1408,9 @@ impl World {
             "server: refresh #{req} presents a used token: family {f} revoked"
         );
         self.stats.reuse_revocations += 1;
+        if !self.shape.locks {
+            self.stats.lockless_revocations += 1;
+        }
         self.revoke(f);
         refused(self, Some(f))
     }
