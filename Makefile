@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-unknown-unknown
 DEMO_PORT ?= 8080
 DEMO_FLAGS ?= --access-ttl 10s --refresh-ttl 1h --reuse-grace-ms 2000
 
-.PHONY: all bootstrap bootstrap-build build types examples demo test lint unit browser-test e2e clean help fuzz bench soak
+.PHONY: all bootstrap bootstrap-build build types examples demo test lint unit browser-test e2e clean help fuzz bench soak simulate mutants
 
 help:
 	@echo "make demo   build the package and serve the live demo on http://127.0.0.1:$(DEMO_PORT)/"
@@ -70,8 +70,11 @@ lint:
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	cargo clippy -p tokenkeeper --target $(WASM_TARGET) --all-targets --quiet -- -D warnings
 
+## Native tests, the core's simulator among them (core/tests/simulate.rs:
+## 10,000 schedules), and the faults planted to show it catches them.
 unit:
 	cargo test --workspace --quiet
+	cargo test --quiet -p tokenkeeper-core --features planted-faults --test planted
 	node --test tests/js/
 
 browser-test:
@@ -101,6 +104,26 @@ fuzz:
 		(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -runs=$(FUZZ_RUNS) -print_final_stats=1 2>&1 \
 			| grep -E '^Done|stat::number_of_executed_units|cov:' | tail -2) || exit 1; \
 	done
+
+## The core's simulator at scale (not part of `make test`, which runs 10,000
+## schedules): SIM_SCHEDULES schedules of tabs, server, clocks and network from
+## seed SIM_FIRST, every invariant checked after every step; prints schedules
+## per second and what was checked. SIM_SEED=n replays one schedule with its
+## whole trace. Built with the `sim` profile (optimized, with checks).
+SIM_SCHEDULES ?= 1000000
+SIM_FIRST ?= 1
+simulate: bootstrap
+	SIM_SCHEDULES=$(SIM_SCHEDULES) SIM_FIRST=$(SIM_FIRST) cargo test --quiet --profile sim \
+		-p tokenkeeper-core --test simulate simulate_many -- --ignored --nocapture
+
+## Mutation testing of the core (not part of `make test`): cargo-mutants over
+## tokenkeeper-core with its native tests and the short simulation
+## (.cargo/mutants.toml says which). Prints caught / missed; the list is in
+## mutants.out/. MUTANTS_ARGS passes more (e.g. --file core/src/session.rs).
+MUTANTS_ARGS ?=
+mutants: bootstrap
+	@command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+	cargo mutants -p tokenkeeper-core --test-package tokenkeeper-core $(MUTANTS_ARGS)
 
 ## Benchmarks, side by side with the JS SDKs (not part of `make test`): shipped
 ## size, per-request overhead, refresh storm, new-tab handoff, start-up and
