@@ -175,6 +175,8 @@ async fn malformed_and_foreign_messages_are_ignored() {
     let k = tab(&channel, &[]);
     login(&k).await;
     let generation = k.generation();
+    // Newer than the tab's, were the messages well formed.
+    let newer = generation + 1e9;
     let raw = web_sys::BroadcastChannel::new(&format!("tokenkeeper:{channel}")).unwrap();
     let junk: Vec<JsValue> = vec![
         JsValue::NULL,
@@ -187,7 +189,7 @@ async fn malformed_and_foreign_messages_are_ignored() {
             ("v", 2.into()),
             ("type", "logout".into()),
             ("from", "x".into()),
-            ("gen", 1e9.into()),
+            ("gen", JsValue::from_f64(newer)),
             ("reason", "local".into()),
         ]),
         // Broken fields.
@@ -209,7 +211,7 @@ async fn malformed_and_foreign_messages_are_ignored() {
             ("v", 1.into()),
             ("type", "session".into()),
             ("from", "x".into()),
-            ("gen", 1e9.into()),
+            ("gen", JsValue::from_f64(newer)),
             ("access", "".into()),
             ("issuedAt", 0.into()),
         ]),
@@ -217,7 +219,7 @@ async fn malformed_and_foreign_messages_are_ignored() {
             ("v", 1.into()),
             ("type", "session".into()),
             ("from", "x".into()),
-            ("gen", 1e9.into()),
+            ("gen", JsValue::from_f64(newer)),
             ("access", "a b".into()),
             ("issuedAt", 0.into()),
         ]),
@@ -225,7 +227,7 @@ async fn malformed_and_foreign_messages_are_ignored() {
             ("v", 1.into()),
             ("type", "bogus".into()),
             ("from", "x".into()),
-            ("gen", 1e9.into()),
+            ("gen", JsValue::from_f64(newer)),
         ]),
         // An older session.
         obj(&[
@@ -250,7 +252,7 @@ async fn malformed_and_foreign_messages_are_ignored() {
         ("v", 1.into()),
         ("type", "logout".into()),
         ("from", "x".into()),
-        ("gen", ((generation + 1.0) as u32).into()),
+        ("gen", JsValue::from_f64(generation + 1.0)),
         ("reason", "local".into()),
     ]))
     .unwrap();
@@ -297,7 +299,7 @@ async fn a_tab_coming_back_catches_up() {
                     ("v", 1.into()),
                     ("type", "logout".into()),
                     ("from", "frozen-peer".into()),
-                    ("gen", (newer as u32).into()),
+                    ("gen", JsValue::from_f64(newer)),
                     ("reason", "local".into()),
                 ]))
                 .unwrap();

@@ -36,6 +36,8 @@ async function withTabs(n, config, body) {
   const context = await browser.newContext();
   try {
     const tabs = await sessionTabs(context, server.url, n);
+    // The login's generation (its moment, in ms): what a refresh moves past.
+    tabs.login = (await states(tabs))[0].generation;
     await body(tabs, context);
     for (const [i, tab] of tabs.entries()) assert.deepEqual(tab.errors, [], `tab ${i}: uncaught or console errors`);
   } finally {
@@ -46,10 +48,10 @@ async function withTabs(n, config, body) {
 const states = (tabs) => evalAll(tabs, () => window.hk.state());
 const events = async (tabs, name) => (await evalAll(tabs, (n) => window.hk.events.filter((e) => e.name === n), name));
 
-/** Every tab holds the same session, newer than the login's (generation > 1). */
+/** Every tab holds the same session, newer than the login's. */
 async function allRefreshed(tabs) {
   const s = await states(tabs);
-  return s.every((x) => x.isAuthenticated && x.generation > 1 && x.generation === s[0].generation);
+  return s.every((x) => x.isAuthenticated && x.generation > tabs.login && x.generation === s[0].generation);
 }
 
 /** The calls of the app all answered 200: no 401, no rejection. */
