@@ -121,9 +121,10 @@ simulate: bootstrap
 ## (.cargo/mutants.toml says which). Prints caught / missed; the list is in
 ## mutants.out/. MUTANTS_ARGS passes more (e.g. --file core/src/session.rs).
 MUTANTS_ARGS ?=
+MUTANTS_SIM ?= 2000
 mutants: bootstrap
 	@command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
-	cargo mutants -p tokenkeeper-core --test-package tokenkeeper-core $(MUTANTS_ARGS)
+	SIM_SHORT=$(MUTANTS_SIM) cargo mutants -p tokenkeeper-core --test-package tokenkeeper-core $(MUTANTS_ARGS)
 
 ## Benchmarks, side by side with the JS SDKs (not part of `make test`): shipped
 ## size, per-request overhead, refresh storm, new-tab handoff, start-up and

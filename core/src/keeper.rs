@@ -1261,7 +1261,7 @@ impl Keeper {
                         let start = (why == Why::Join).then(|| protocol::first_generation(now));
                         let g = self.adopt(tokens, start, why.source());
                         self.session.measured();
-                        return self.finish(now, Ok(g));
+                        return self.finish_run(now, Ok(g), true);
                     }
                     Err(Error::InvalidTokenResponse { reason }) => (200, None, None, Some(reason)),
                     Err(e) => return self.finish(now, Err(e)),
@@ -1398,6 +1398,13 @@ impl Keeper {
 
     /// Ends the run and answers everyone who waited for it.
     fn finish(&mut self, now: f64, result: Result<u64, Error>) {
+        self.finish_run(now, result, false);
+    }
+
+    /// [`Keeper::finish`]; `refreshed`: with the tokens this run's refresh
+    /// just brought (used even when counted expired: a response slower than
+    /// the token's life, counted from its sending, is no reason to ask again).
+    fn finish_run(&mut self, now: f64, result: Result<u64, Error>, refreshed: bool) {
         let Some(run) = self.run.take() else { return };
         // Before its grant the lock is not held: the grant, when it comes,
         // is released at once (`handle_lock_granted`).
@@ -1422,7 +1429,7 @@ impl Keeper {
         // Tokens that expired while the run waited (for the lock, or as a
         // throttled run ahead of expiry) are no answer to a caller that
         // needs a token: it waits for a refresh of its own.
-        let stale = result.is_ok() && self.session.is_expired(now);
+        let stale = result.is_ok() && !refreshed && self.session.is_expired(now);
         for w in run.waiters {
             match w {
                 Waiter::Token(_) | Waiter::Replay { .. } if stale => {
