@@ -147,8 +147,8 @@ window.bench = {
   /**
    * Refreshes under the storm brake (at most 6 attempts per 10 s per
    * keeper): `keepers` keepers at once, each on its own channel, log in, call
-   * refresh() `each` times (`gapMs` apart, so the refresh lock a keeper holds
-   * 50 ms after broadcasting is free again), listen to "refresh", then free().
+   * refresh() `each` times (`gapMs` apart; a keeper takes over the refresh
+   * lock it still holds after its broadcast), listen to "refresh", then free().
    */
   async refreshRound(keepers = 20, each = 5, gapMs = 60) {
     let refreshes = 0, events = 0, failures = 0;

@@ -749,7 +749,6 @@ impl Keeper {
         match token::accept_grant(grant, timing, None) {
             Ok(tokens) => {
                 self.adopt(tokens, Some(protocol::first_generation(now)), Source::Login);
-                self.session.measured();
                 self.settle(call, Reply::Done);
             }
             Err(e) => self.settle(call, Reply::Failed(e)),
@@ -985,8 +984,19 @@ impl Keeper {
                 self.emit_change();
                 SyncKind::Adopted
             }
-            (Apply::Adopt, Message::Session { gen, tokens, until }) => {
+            (
+                Apply::Adopt,
+                Message::Session {
+                    gen,
+                    tokens,
+                    until,
+                    skew,
+                },
+            ) => {
                 self.adopt(tokens, Some(gen), Source::Tab);
+                if let Some(skew) = skew {
+                    self.session.learn_skew(skew);
+                }
                 if let Some(until) = until {
                     self.session.defer_until(now, until);
                 }
@@ -1020,6 +1030,7 @@ impl Keeper {
                         gen,
                         tokens: tokens.clone(),
                         until: self.session.backing_off(now),
+                        skew: self.session.skew(),
                     },
                     None => Message::Logout {
                         gen,
@@ -1259,9 +1270,13 @@ impl Keeper {
                         // A tab that joins with the cookie starts this
                         // browser's session anew, as a login does.
                         let start = (why == Why::Join).then(|| protocol::first_generation(now));
+                        // Counted from its sending, a token may lapse while a
+                        // slow answer travels: counted from its arrival it
+                        // must still be good to be handed out.
+                        let trip = (timing.received_at - timing.sent_at).max(0.0);
+                        let usable = tokens.expires_at.is_none_or(|at| at + trip > now);
                         let g = self.adopt(tokens, start, why.source());
-                        self.session.measured();
-                        return self.finish_run(now, Ok(g), true);
+                        return self.finish_run(now, Ok(g), usable);
                     }
                     Err(Error::InvalidTokenResponse { reason }) => (200, None, None, Some(reason)),
                     Err(e) => return self.finish(now, Err(e)),
@@ -1402,8 +1417,9 @@ impl Keeper {
     }
 
     /// [`Keeper::finish`]; `refreshed`: with the tokens this run's refresh
-    /// just brought (used even when counted expired: a response slower than
-    /// the token's life, counted from its sending, is no reason to ask again).
+    /// just brought, good when counted from their arrival (used even when
+    /// counted expired from their sending: a slow answer is no reason to ask
+    /// again).
     fn finish_run(&mut self, now: f64, result: Result<u64, Error>, refreshed: bool) {
         let Some(run) = self.run.take() else { return };
         // Before its grant the lock is not held: the grant, when it comes,
@@ -1504,12 +1520,18 @@ impl Keeper {
         let message = (source != Source::Tab).then(|| tokens.clone());
         let jitter = self.random();
         let generation = self.session.adopt(tokens, generation, jitter);
+        // A response just issued these (not another tab, not the app): it
+        // measured the server's clock.
+        if !matches!(source, Source::Tab | Source::SetTokens) {
+            self.session.measured();
+        }
         self.quiet_until = 0.0;
         if let Some(tokens) = message {
             self.post(Message::Session {
                 gen: generation,
                 tokens,
                 until: None,
+                skew: self.session.skew(),
             });
         }
         if !matches!(source, Source::Login | Source::SetTokens) {

@@ -36,6 +36,9 @@ pub enum Message {
         /// moment (ms since the epoch). In the one message, so a tab that
         /// joins cannot refresh between the tokens and the wait.
         until: Option<f64>,
+        /// The server's clock against the browser's (local − server, ms), as
+        /// a response measured it in the sender ([`crate::session::Session::skew`]).
+        skew: Option<f64>,
     },
     /// "The token endpoint asked us to wait" (a transient failure, maybe a
     /// `Retry-After`): tabs holding the same tokens wait until `until`.
@@ -59,12 +62,15 @@ impl core::fmt::Debug for Message {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Message::Hello { gen } => write!(f, "Hello {{ gen: {gen} }}"),
-            Message::Session { gen, tokens, until } => {
-                write!(
-                    f,
-                    "Session {{ gen: {gen}, tokens: {tokens:?}, until: {until:?} }}"
-                )
-            }
+            Message::Session {
+                gen,
+                tokens,
+                until,
+                skew,
+            } => write!(
+                f,
+                "Session {{ gen: {gen}, tokens: {tokens:?}, until: {until:?}, skew: {skew:?} }}"
+            ),
             Message::Logout { gen, reason } => {
                 write!(f, "Logout {{ gen: {gen}, reason: {reason} }}")
             }
@@ -212,6 +218,7 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
             let expires_at = number(entries, "expiresAt")?;
             let issued_at = number(entries, "issuedAt")?.ok_or(Reject::Malformed)?;
             let until = number(entries, "until")?;
+            let skew = number(entries, "skew")?.filter(|s| s.abs() <= crate::token::MAX_SKEW_MS);
             Message::Session {
                 gen,
                 tokens: TokenSet {
@@ -221,6 +228,7 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
                     issued_at,
                 },
                 until,
+                skew,
             }
         }
         "logout" => {
@@ -349,6 +357,7 @@ mod tests {
                     issued_at: 1000.0
                 },
                 until: None,
+                skew: None,
             }
         );
         let hello = msg(vec![
@@ -472,6 +481,7 @@ mod tests {
             gen,
             tokens: tokens.clone(),
             until: None,
+            skew: None,
         };
         let logout = |gen| Message::Logout {
             gen,

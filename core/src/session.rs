@@ -330,6 +330,14 @@ impl Session {
         self.skew
     }
 
+    /// Another tab's response measured the server's clock `skew` off: the
+    /// smaller of it and any measured here.
+    pub fn learn_skew(&mut self, skew: f64) {
+        if skew.is_finite() {
+            self.skew = Some(self.skew.map_or(skew, |k| k.min(skew)));
+        }
+    }
+
     /// A response that just issued the current tokens measured the
     /// server's clock: keep what their expiry was computed with, or the
     /// smaller skew measured before (a token issued earlier than its

@@ -431,13 +431,19 @@ pub fn tab_message(message: &Message, from: &str) -> String {
         Message::Hello { .. } => {
             w.str("type", "hello");
         }
-        Message::Session { tokens, until, .. } => {
+        Message::Session {
+            tokens,
+            until,
+            skew,
+            ..
+        } => {
             w.str("type", "session")
                 .str("access", &tokens.access)
                 .opt_str("refresh", tokens.refresh.as_deref())
                 .opt_num("expiresAt", tokens.expires_at)
                 .num("issuedAt", tokens.issued_at)
-                .opt_num("until", *until);
+                .opt_num("until", *until)
+                .opt_num("skew", *skew);
         }
         Message::Logout { reason, .. } => {
             w.str("type", "logout").str("reason", reason);

@@ -710,6 +710,7 @@ fn a_freed_keeper_ignores_messages_and_calls() {
                 .cloned()
                 .expect("tokens"),
             until: None,
+            skew: None,
         },
         "someone",
     );

@@ -162,3 +162,22 @@ fn simulate_many() {
     let count = env("SIM_SCHEDULES").unwrap_or(1_000_000);
     simulate(env("SIM_FIRST").unwrap_or(1), count);
 }
+
+/// `SIM_LIST=1 make simulate`-style survey: runs `SIM_SCHEDULES` schedules
+/// (default 1,000) from `SIM_FIRST` and lists every failing seed with the
+/// invariant it broke, without stopping (how `REGRESSIONS` was found, against
+/// the keeper before the fixes).
+#[test]
+#[ignore = "a survey: cargo test --test simulate list_failures -- --ignored --nocapture"]
+fn list_failures() {
+    let first = env("SIM_FIRST").unwrap_or(1);
+    let count = env("SIM_SCHEDULES").unwrap_or(1_000);
+    let mut failed = 0;
+    for seed in first..first + count {
+        if let Err((v, _)) = run(seed, false) {
+            failed += 1;
+            println!("seed {seed}: {} — {}", v.invariant.name(), v.detail);
+        }
+    }
+    println!("{failed} of {count} schedules broke an invariant");
+}

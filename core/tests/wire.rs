@@ -291,6 +291,7 @@ fn tab_messages_carry_the_protocol_fields() {
         gen: 5,
         tokens: tokens.clone(),
         until: None,
+        skew: None,
     }));
     assert_eq!(
         c,
@@ -307,6 +308,7 @@ fn tab_messages_carry_the_protocol_fields() {
             gen: 1,
             tokens: cookie,
             until: None,
+            skew: None,
         },
         "t",
     ));

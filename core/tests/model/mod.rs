@@ -940,7 +940,17 @@ impl World {
                 tb.timer_pending = false;
                 tb.timer_at = None;
                 let now = self.local();
-                tr!(self, "tab {tab} timer");
+                if self.trace.is_some() {
+                    let k = &self.tabs[tab].keeper;
+                    let (at, timeout) = (
+                        k.refresh_at().map(|a| a - now),
+                        k.poll_timeout().map(|a| a - now),
+                    );
+                    tr!(
+                        self,
+                        "tab {tab} timer (refresh in {at:?}, timeout in {timeout:?})"
+                    );
+                }
                 self.tabs[tab].keeper.handle_timeout(now);
                 self.in_timer = Some(tab);
                 self.drain(tab);
@@ -2236,8 +2246,10 @@ impl World {
                         }
                         self.kept_alive(&open);
                     }
-                    // (Without locks, after a collision, it ends at the next use.)
-                    _ if !self.shape.locks && self.stats.reuse_revocations > 0 => {}
+                    // (Without locks, after a collision, it ends at the next
+                    // use; and a hidden tab, throttled to a timer a minute,
+                    // takes minutes to go through the lockless pauses.)
+                    _ if !self.shape.locks => {}
                     _ => self.fail(
                         Invariant::Converges,
                         "after quiescence the tabs hold tokens of a family the server ended".into(),
