@@ -370,11 +370,12 @@ struct Server {
     /// Per family: the latest moment a `Retry-After` asked its refreshes to
     /// wait for (a new login starts afresh).
     retry_not_before: HashMap<usize, f64>,
-    /// (family, tab): the tab was told of the family's Retry-After (its
+    /// (family, tab) → until when (server clock) the tab was told to wait
+    /// by a Retry-After of the family's (its
     /// answer, or another tab's backoff message): only such a tab can
     /// honour it. (A tab that joins with the cookie while the tabs that
     /// know are frozen cannot.)
-    told: std::collections::HashSet<(usize, usize)>,
+    told: HashMap<(usize, usize), f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -392,6 +393,8 @@ struct Req {
     cancelled: bool,
     /// The family it was refused for, if it was.
     refused_family: Option<usize>,
+    /// The Retry-After its answer carries ends here (server clock).
+    retry_until: Option<f64>,
     /// Sent by a tab with no session, joining with the cookie: it could not
     /// know of a `Retry-After` (no tab that could tell it answered).
     joining: bool,
@@ -976,13 +979,18 @@ impl World {
                     // (A backoff is for the tabs holding the same tokens.)
                     // (And one that tells this Retry-After: it lasts as long.)
                     let gen = self.tabs[tab].keeper.session().generation() as f64;
-                    let ra = self.server.retry_not_before.get(&f).copied().unwrap_or(0.0);
                     let skew = self.shape.skew_ms;
-                    if matches!(OptValue::field(e, "type"), OptValue::Str(t) if t == "backoff")
-                        && matches!(OptValue::field(e, "gen"), OptValue::Num(g) if *g == gen)
-                        && matches!(OptValue::field(e, "until"), OptValue::Num(u) if *u - skew >= ra - 1_000.0)
-                    {
-                        self.server.told.insert((f, tab));
+                    let until = match OptValue::field(e, "until") {
+                        OptValue::Num(u) => Some(*u - skew),
+                        _ => None,
+                    };
+                    if let (true, true, Some(until)) = (
+                        matches!(OptValue::field(e, "type"), OptValue::Str(t) if t == "backoff"),
+                        matches!(OptValue::field(e, "gen"), OptValue::Num(g) if *g == gen),
+                        until,
+                    ) {
+                        let told = self.server.told.entry((f, tab)).or_insert(0.0);
+                        *told = told.max(until);
                     }
                 }
                 self.tabs[tab].keeper.handle_tab_message(now, &data);
@@ -1004,6 +1012,12 @@ impl World {
                     return self.refresh_answer(tab, TokenAnswer::no_answer());
                 }
                 self.reqs[req].answered = true;
+                // The tab is told of the Retry-After its answer carries.
+                if let (Some(until), Some(f)) = (self.reqs[req].retry_until, self.tabs[tab].family)
+                {
+                    let told = self.server.told.entry((f, tab)).or_insert(0.0);
+                    *told = told.max(until);
+                }
                 if self.shape.cookie {
                     if let TokenAnswer::Grant { grant, .. } = &answer {
                         if let Some(rt) = &grant.refresh_token {
@@ -1072,16 +1086,6 @@ impl World {
 
     fn refresh_answer(&mut self, tab: usize, answer: TokenAnswer) {
         let now = self.local();
-        if let (
-            TokenAnswer::Failure {
-                retry_after_ms: Some(_),
-                ..
-            },
-            Some(f),
-        ) = (&answer, self.tabs[tab].family)
-        {
-            self.server.told.insert((f, tab));
-        }
         tr!(self, "tab {tab} refresh answer {}", describe(&answer));
         self.tabs[tab].keeper.handle_refresh_answer(now, answer);
         self.drain(tab);
@@ -1192,6 +1196,7 @@ impl World {
             answered: false,
             cancelled: false,
             refused_family: None,
+            retry_until: None,
             joining,
         });
         if self.offline {
@@ -1260,8 +1265,10 @@ impl World {
         let not_before = family
             .and_then(|f| self.server.retry_not_before.get(&f).copied())
             .unwrap_or(0.0);
-        let told = family.is_some_and(|f| self.server.told.contains(&(f, tab)));
-        if self.shape.locks && t < not_before && !self.reqs[req].joining && told {
+        let told = family
+            .and_then(|f| self.server.told.get(&(f, tab)).copied())
+            .unwrap_or(0.0);
+        if self.shape.locks && t < not_before.min(told) && !self.reqs[req].joining {
             let early = not_before - t;
             self.fail(
                 Invariant::HonoursRetryAfter,
@@ -1291,10 +1298,9 @@ impl World {
                     };
                     if let Some(s) = ra {
                         if let Some(f) = family {
-                            // Who knows of it: nobody yet.
-                            self.server.told.retain(|(g, _)| *g != f);
                             let e = self.server.retry_not_before.entry(f).or_insert(0.0);
                             *e = e.max(t + s * 1000.0);
+                            self.reqs[req].retry_until = Some(t + s * 1000.0);
                         }
                     }
                     return answer(self, status(429, None, ra.map(|s| s * 1000.0)));
@@ -1429,9 +1435,13 @@ impl World {
     /// earlier answer for it never reached the browser (it may still be on
     /// its way: then whether it is lost is checked when it lands).
     fn reuse(&mut self, req: usize, earlier: &[usize]) {
-        let excused = earlier
-            .iter()
-            .any(|e| self.reqs[*e].lost || !self.reqs[*e].answered);
+        // (Or this one is a closed tab's request, already on its way: the
+        // browser frees the lock of a tab that closes while its refresh is
+        // out, and the next tab's rotation comes first.)
+        let excused = self.reqs[req].lost
+            || earlier
+                .iter()
+                .any(|e| self.reqs[*e].lost || !self.reqs[*e].answered);
         if !excused {
             let tab = self.reqs[req].tab;
             let first = earlier.first().map_or(0, |e| self.reqs[*e].tab);
