@@ -553,4 +553,75 @@ mod tests {
         );
         assert_eq!(retry_after_ms("date", Some(T0 - 5.0), T0), Some(0.0));
     }
+
+    #[test]
+    fn the_smallest_skew_measured_is_kept_and_learned() {
+        let jwt_tokens = |exp: f64, skew: f64| {
+            let payload = alloc::format!(r#"{{"exp":{exp}}}"#);
+            let b64 = |b: &[u8]| {
+                const A: &[u8] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                let mut out = String::new();
+                for c in b.chunks(3) {
+                    let n = c
+                        .iter()
+                        .enumerate()
+                        .fold(0u32, |n, (i, x)| n | (u32::from(*x) << (16 - 8 * i)));
+                    for i in 0..=c.len() {
+                        out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                    }
+                }
+                out
+            };
+            TokenSet {
+                access: alloc::format!("e30.{}.sig", b64(payload.as_bytes())),
+                refresh: None,
+                expires_at: Some(exp * 1000.0 + skew),
+                issued_at: T0,
+            }
+        };
+        let mut s = Session::new();
+        assert_eq!(s.skew(), None);
+        s.adopt(jwt_tokens(1_700_000_060.0, 5_000.0), None, 0.0);
+        s.measured();
+        assert_eq!(s.skew(), Some(5_000.0));
+        // A larger one (an old token) does not replace it; a smaller one does.
+        s.adopt(jwt_tokens(1_700_000_090.0, 9_000.0), None, 0.0);
+        s.measured();
+        assert_eq!(s.skew(), Some(5_000.0));
+        s.adopt(jwt_tokens(1_700_000_120.0, 2_000.0), None, 0.0);
+        s.measured();
+        assert_eq!(s.skew(), Some(2_000.0));
+        // From another tab, the same rule; a token without `exp` measures nothing.
+        s.learn_skew(3_000.0);
+        assert_eq!(s.skew(), Some(2_000.0));
+        s.learn_skew(-1_000.0);
+        assert_eq!(s.skew(), Some(-1_000.0));
+        s.learn_skew(f64::NAN);
+        assert_eq!(s.skew(), Some(-1_000.0));
+        s.adopt(tokens(60_000.0), None, 0.0);
+        s.measured();
+        assert_eq!(s.skew(), Some(-1_000.0));
+        let mut fresh = Session::new();
+        fresh.learn_skew(7.0);
+        assert_eq!(fresh.skew(), Some(7.0));
+    }
+
+    #[test]
+    fn backing_off_says_until_when_while_it_lasts() {
+        let mut s = Session::new();
+        assert_eq!(s.backing_off(T0), None);
+        s.adopt(tokens(60_000.0), None, 0.0);
+        assert_eq!(s.backing_off(T0), None, "no failure, no wait");
+        let w = s.transient_failure(T0, Some(30_000.0), 0.0);
+        assert_eq!(w, 30_000.0);
+        assert_eq!(s.backing_off(T0), Some(T0 + 30_000.0));
+        assert_eq!(s.backing_off(T0 + 29_999.0), Some(T0 + 30_000.0));
+        assert_eq!(s.backing_off(T0 + 30_000.0), None, "over");
+        // The network coming back does not shorten a server's wait.
+        s.network_back(T0 + 1_000.0);
+        assert_eq!(s.backing_off(T0 + 1_000.0), Some(T0 + 30_000.0));
+        s.clear();
+        assert_eq!(s.backing_off(T0), None, "no session, no wait");
+    }
 }

@@ -541,4 +541,56 @@ mod tests {
         let s = format!("{t:?}");
         assert!(!s.contains("secret"));
     }
+
+    #[test]
+    fn a_token_issued_before_its_response_keeps_the_measured_skew() {
+        // The server's clock is 10 s behind ours (measured before); a
+        // grace-window reuse hands back a token issued 6 s before this
+        // response, which has no Date: by its iat the clock seems 16 s off.
+        let now = T0 + 100_000.0;
+        let skew = 10_000.0;
+        let iat = (now - skew - 6_000.0) / 1000.0;
+        let access = jwt(&format!(r#"{{"exp":{},"iat":{}}}"#, iat + 30.0, iat));
+        let timing = Timing {
+            sent_at: now - 50.0,
+            received_at: now,
+            server_date: None,
+            fresh: true,
+        };
+        let g = RawGrant {
+            access_token: Some(access.clone()),
+            refresh_token: None,
+            expires_in: None,
+        };
+        let read = accept_grant(g, timing, None).unwrap();
+        // Read alone, it lives its full 30 s from now: 6 s too long.
+        assert!((read.expires_at.unwrap() - (now + 30_000.0)).abs() < 1_000.0);
+        let steady = steady_expiry(&read, None, timing, skew).unwrap();
+        assert_eq!(steady, (iat + 30.0) * 1000.0 + skew);
+        assert_eq!(
+            applied_skew(&TokenSet {
+                expires_at: Some(steady),
+                ..read.clone()
+            }),
+            Some(skew)
+        );
+        // A skew read close to the measured one (or smaller) is the measurement.
+        assert_eq!(
+            steady_expiry(&read, None, timing, skew + 5_000.0),
+            read.expires_at
+        );
+        assert_eq!(
+            steady_expiry(&read, None, timing, 30_000.0),
+            read.expires_at
+        );
+        // With a Date header the response's clock is read, not the token's.
+        let dated = Timing {
+            server_date: Some(now - skew),
+            ..timing
+        };
+        assert_eq!(steady_expiry(&read, None, dated, skew), read.expires_at);
+        // And expires_in, when shorter, still wins.
+        let short = steady_expiry(&read, Some(5.0), timing, skew).unwrap();
+        assert_eq!(short, timing.sent_at + 5_000.0);
+    }
 }

@@ -226,3 +226,49 @@ fn messages_from_far_behind_on_the_ring_change_nothing() {
         assert_eq!(generation(&w, tab), gen, "tab {tab}");
     }
 }
+
+/// Two token sets at one generation (two tabs that rotated at once without
+/// Web Locks): every tab keeps the later issued, at that generation — and
+/// an earlier-issued one at the same generation changes nothing.
+#[test]
+fn at_one_generation_the_later_issued_tokens_win_in_every_tab() {
+    let mut w = logged_in(2, 60.0);
+    let gen = generation(&w, 0);
+    let Some(own) = w.tabs[0].keeper.session().tokens().cloned() else {
+        panic!("tab 0 has no session")
+    };
+    let tokens = |access: &str, issued_at: f64| {
+        message(json!({
+            "type": "session", "gen": gen, "access": access, "refresh": "r-other",
+            "expiresAt": own.expires_at, "issuedAt": issued_at,
+        }))
+    };
+    // Issued earlier: ignored.
+    w.inject(tokens("older", own.issued_at - 1.0));
+    w.run_for(10.0);
+    for tab in 0..2 {
+        let t = w.tabs[tab].keeper.session().tokens().cloned();
+        assert_eq!(t.map(|t| t.access), Some(own.access.clone()), "tab {tab}");
+    }
+    // Issued later: taken, at the same generation, with its refresh token.
+    w.inject(tokens("later", own.issued_at + 1.0));
+    w.run_for(10.0);
+    for tab in 0..2 {
+        let t = w.tabs[tab].keeper.session().tokens().cloned();
+        assert_eq!(
+            t.map(|t| (t.access, t.refresh)),
+            Some(("later".to_string(), Some("r-other".to_string()))),
+            "tab {tab}"
+        );
+        assert_eq!(generation(&w, tab), gen, "tab {tab} keeps its generation");
+    }
+    // At an equal moment the greater token wins: "later" > "earlier".
+    w.inject(tokens("earlier", own.issued_at + 1.0));
+    w.run_for(10.0);
+    let t = w.tabs[1].keeper.session().tokens().cloned();
+    assert_eq!(t.map(|t| t.access).as_deref(), Some("later"));
+    w.inject(tokens("zed", own.issued_at + 1.0));
+    w.run_for(10.0);
+    let t = w.tabs[1].keeper.session().tokens().cloned();
+    assert_eq!(t.map(|t| t.access).as_deref(), Some("zed"));
+}

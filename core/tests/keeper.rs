@@ -1083,3 +1083,29 @@ fn responses_the_executor_keeps_to_itself_change_nothing() {
         }
     }
 }
+
+#[test]
+fn a_tab_that_joins_during_a_retry_after_waits_it_out() {
+    // Tab 0's refresh ahead of expiry gets a 429 with a 40 s Retry-After.
+    let mut w = logged_in(1, 30.0);
+    w.server
+        .faults
+        .push_back(Fault::Status(429, None, Some(40.0)));
+    w.run_for(21_000.0);
+    assert_eq!(w.server.refresh_requests, 1);
+    let until = w.tabs[0].keeper.refresh_at().expect("a retry is planned");
+    // A new tab joins: the answer to its question carries the wait.
+    let late = w.open_tab();
+    let ready = w.call(late, |k, now, id| k.ready(now, id));
+    assert_eq!(w.wait(late, ready, 1_000.0), Some(Reply::Ready(true)));
+    assert_eq!(w.tabs[late].keeper.refresh_at(), Some(until));
+    // Past the token's expiry, neither tab asks again before the wait is over.
+    w.run_until(until - 1.0);
+    assert_eq!(
+        w.server.refresh_requests, 1,
+        "no request before the Retry-After"
+    );
+    w.run_for(5_000.0);
+    assert_eq!(w.server.refresh_requests, 2, "one, after it");
+    assert_eq!(w.server.reuse_detected, 0);
+}
