@@ -412,7 +412,9 @@ impl TokenKeeper {
     }
 
     /// The generation of the current tokens: it moves forward with every
-    /// change (one larger; after 2^53 − 1 comes 1).
+    /// change (one larger; after 2^53 − 1 comes 1). A session starts at its
+    /// login's moment in ms, so a later login is newer than anything an
+    /// earlier session reached.
     #[wasm_bindgen(getter)]
     pub fn generation(&self) -> f64 {
         self.keeper.borrow().session().generation() as f64

@@ -111,7 +111,8 @@ impl Session {
 
     /// The generation of the current tokens (0 before the first login).
     /// Every change of tokens, logout included, makes a newer one
-    /// ([`protocol::next_generation`]: one larger, up to 2^53 − 1).
+    /// ([`protocol::next_generation`]: one larger, up to 2^53 − 1); a new
+    /// session starts at its moment ([`protocol::first_generation`]).
     pub fn generation(&self) -> u64 {
         self.generation
     }
