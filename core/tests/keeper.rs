@@ -5,7 +5,8 @@ mod sim;
 
 use sim::*;
 use tokenkeeper_core::keeper::{
-    Event, ExpiredReason, LogoutReason, PageEvent, Reply, Source, SyncKind, HOLD_AFTER_BROADCAST_MS,
+    Event, ExpiredReason, LogoutReason, PageEvent, Reply, Source, SyncKind, ASK_WAIT_MS,
+    HOLD_AFTER_BROADCAST_MS, LATE_TIMER_MS,
 };
 use tokenkeeper_core::value::OptValue;
 use tokenkeeper_core::Error;
@@ -1108,4 +1109,40 @@ fn a_tab_that_joins_during_a_retry_after_waits_it_out() {
     w.run_for(5_000.0);
     assert_eq!(w.server.refresh_requests, 2, "one, after it");
     assert_eq!(w.server.reuse_detected, 0);
+}
+
+#[test]
+fn a_tab_back_from_a_freeze_asks_before_it_refreshes_with_what_it_holds() {
+    // Tab 1 is frozen (its timers stop, the messages to it are lost) while
+    // tab 0 rotates the tokens; it resumes long past its own planned
+    // refresh. Its late timer must not send the refresh token tab 0 already
+    // used: it asks, and takes tab 0's answer.
+    let mut w = logged_in(2, 30.0);
+    w.tabs[1].frozen = true;
+    w.run_for(60_000.0);
+    let rotated = w.server.refresh_requests;
+    assert!(rotated >= 2, "tab 0 went on rotating");
+    let planned = w.tabs[1].keeper.poll_timeout().expect("tab 1 has a timer");
+    assert!(planned + LATE_TIMER_MS < w.now, "tab 1's timer is late");
+    w.tabs[1].frozen = false;
+    let now = w.now;
+    w.tabs[1].keeper.handle_timeout(now);
+    w.drain(1);
+    assert_eq!(
+        w.server.refresh_requests, rotated,
+        "no refresh before the answers"
+    );
+    w.run_for(ASK_WAIT_MS + 100.0);
+    assert_eq!(
+        w.server.reuse_detected, 0,
+        "the used refresh token was not sent"
+    );
+    let (a, b) = (w.tabs[0].keeper.session(), w.tabs[1].keeper.session());
+    assert_eq!(a.generation(), b.generation());
+    assert_eq!(
+        a.tokens().map(|t| &t.access),
+        b.tokens().map(|t| &t.access),
+        "tab 1 took tab 0's tokens"
+    );
+    assert_eq!(w.api_call(1, 1_000.0), Ok(200));
 }
