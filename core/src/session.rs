@@ -345,7 +345,7 @@ impl Session {
     /// response only ever reads as a larger one: [`token::steady_expiry`]).
     pub fn measured(&mut self) {
         if let Some(s) = self.tokens.as_ref().and_then(token::applied_skew) {
-            self.skew = Some(self.skew.map_or(s, |k| k.min(s)));
+            self.learn_skew(s);
         }
     }
 

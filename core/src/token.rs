@@ -214,11 +214,18 @@ pub fn accept_grant(
 /// and the JWT's `exp` corrected for clock skew.
 pub fn expiry(access: &str, expires_in: Option<f64>, timing: Timing) -> Option<f64> {
     let claims = decode_claims(access);
+    expiry_with(claims, expires_in, timing, estimate_skew(claims, timing))
+}
+
+/// [`expiry`] with the server's clock `skew` off ours (local − server, ms).
+fn expiry_with(
+    claims: Option<Claims>,
+    expires_in: Option<f64>,
+    timing: Timing,
+    skew: f64,
+) -> Option<f64> {
     let from_expires_in = expires_in.map(|s| timing.sent_at + s * 1000.0);
-    let from_exp = claims.and_then(|c| c.exp).map(|exp| {
-        let skew = estimate_skew(claims, timing);
-        exp * 1000.0 + skew
-    });
+    let from_exp = claims.and_then(|c| c.exp).map(|exp| exp * 1000.0 + skew);
     match (from_expires_in, from_exp) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b).filter(|t| t.is_finite()),
@@ -247,16 +254,12 @@ pub fn steady_expiry(
     skew: f64,
 ) -> Option<f64> {
     let claims = decode_claims(&tokens.access);
-    let read = claims.map(|c| estimate_skew(Some(c), timing));
-    match (claims.and_then(|c| c.exp), read) {
-        (Some(exp), Some(read))
-            if timing.server_date.is_none() && read - skew > SKEW_THRESHOLD_MS =>
-        {
-            let from_exp = exp * 1000.0 + skew;
-            let from_expires_in = expires_in.map(|s| timing.sent_at + s * 1000.0);
-            Some(from_expires_in.map_or(from_exp, |a| a.min(from_exp))).filter(|t| t.is_finite())
-        }
-        _ => tokens.expires_at,
+    let has_exp = claims.is_some_and(|c| c.exp.is_some());
+    let read = estimate_skew(claims, timing);
+    if has_exp && timing.server_date.is_none() && read - skew > SKEW_THRESHOLD_MS {
+        expiry_with(claims, expires_in, timing, skew)
+    } else {
+        tokens.expires_at
     }
 }
 
