@@ -962,21 +962,10 @@ impl Keeper {
             return;
         };
         let generation = self.session.generation();
-        let authenticated = self.session.is_authenticated();
-        let mut apply = protocol::apply(&envelope.message, generation, authenticated);
+        let mut apply = protocol::apply(&envelope.message, generation, self.session.tokens());
         if self.planted.is(Fault::AdoptOlder) && matches!(envelope.message, Message::Session { .. })
         {
             apply = Apply::Adopt;
-        }
-        // Two tabs that refreshed at once without Web Locks hold different
-        // tokens at one generation: every tab settles on the same one of
-        // them (the later issued), at that generation.
-        if let (Apply::Ignore, Message::Session { gen, tokens, .. }, Some(own)) =
-            (&apply, &envelope.message, self.session.tokens())
-        {
-            if *gen == generation && protocol::wins_tie(tokens, own) {
-                apply = Apply::Replace;
-            }
         }
         let kind = match (apply, envelope.message) {
             (Apply::Replace, Message::Session { gen, tokens, .. }) => {

@@ -277,8 +277,10 @@ pub fn wins_tie(a: &TokenSet, b: &TokenSet) -> bool {
     }
 }
 
-/// Decides what to do with a message at generation `own_gen`.
-pub fn apply(message: &Message, own_gen: u64, authenticated: bool) -> Apply {
+/// Decides what to do with a message at generation `own_gen`, holding the
+/// tokens `own` (`None`: no session).
+pub fn apply(message: &Message, own_gen: u64, own: Option<&TokenSet>) -> Apply {
+    let authenticated = own.is_some();
     match message {
         Message::Hello { gen } => {
             if is_newer(own_gen, *gen) {
@@ -287,9 +289,11 @@ pub fn apply(message: &Message, own_gen: u64, authenticated: bool) -> Apply {
                 Apply::Ignore
             }
         }
-        Message::Session { gen, .. } => {
+        Message::Session { gen, tokens, .. } => {
             if is_newer(*gen, own_gen) {
                 Apply::Adopt
+            } else if *gen == own_gen && own.is_some_and(|own| wins_tie(tokens, own)) {
+                Apply::Replace
             } else {
                 Apply::Ignore
             }
@@ -487,29 +491,39 @@ mod tests {
             gen,
             reason: "local".into(),
         };
-        assert_eq!(apply(&sess(5), 4, true), Apply::Adopt);
-        assert_eq!(apply(&sess(4), 4, true), Apply::Ignore);
-        assert_eq!(apply(&sess(3), 4, false), Apply::Ignore);
-        assert_eq!(apply(&logout(5), 4, true), Apply::EndSession);
+        assert_eq!(apply(&sess(5), 4, Some(&tokens)), Apply::Adopt);
+        assert_eq!(apply(&sess(4), 4, Some(&tokens)), Apply::Ignore);
+        assert_eq!(apply(&sess(3), 4, None), Apply::Ignore);
+        assert_eq!(apply(&logout(5), 4, Some(&tokens)), Apply::EndSession);
         assert_eq!(
-            apply(&logout(4), 4, true),
+            apply(&logout(4), 4, Some(&tokens)),
             Apply::EndSession,
             "a race: logout wins"
         );
         assert_eq!(
-            apply(&logout(3), 4, true),
+            apply(&logout(3), 4, Some(&tokens)),
             Apply::Ignore,
             "from before our login"
         );
-        assert_eq!(apply(&logout(5), 4, false), Apply::Advance);
-        assert_eq!(apply(&logout(4), 4, false), Apply::Ignore);
-        assert_eq!(apply(&Message::Hello { gen: 3 }, 4, true), Apply::Answer);
-        assert_eq!(apply(&Message::Hello { gen: 3 }, 4, false), Apply::Answer);
-        assert_eq!(apply(&Message::Hello { gen: 4 }, 4, true), Apply::Ignore);
+        assert_eq!(apply(&logout(5), 4, None), Apply::Advance);
+        assert_eq!(apply(&logout(4), 4, None), Apply::Ignore);
+        assert_eq!(
+            apply(&Message::Hello { gen: 3 }, 4, Some(&tokens)),
+            Apply::Answer
+        );
+        assert_eq!(apply(&Message::Hello { gen: 3 }, 4, None), Apply::Answer);
+        assert_eq!(
+            apply(&Message::Hello { gen: 4 }, 4, Some(&tokens)),
+            Apply::Ignore
+        );
         let backoff = |gen| Message::Backoff { gen, until: 5.0 };
-        assert_eq!(apply(&backoff(4), 4, true), Apply::Defer);
-        assert_eq!(apply(&backoff(3), 4, true), Apply::Ignore, "older tokens");
-        assert_eq!(apply(&backoff(4), 4, false), Apply::Ignore);
+        assert_eq!(apply(&backoff(4), 4, Some(&tokens)), Apply::Defer);
+        assert_eq!(
+            apply(&backoff(3), 4, Some(&tokens)),
+            Apply::Ignore,
+            "older tokens"
+        );
+        assert_eq!(apply(&backoff(4), 4, None), Apply::Ignore);
     }
 
     #[test]
