@@ -557,25 +557,12 @@ mod tests {
 
     #[test]
     fn the_smallest_skew_measured_is_kept_and_learned() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
         let jwt_tokens = |exp: f64, skew: f64| {
             let payload = alloc::format!(r#"{{"exp":{exp}}}"#);
-            let b64 = |b: &[u8]| {
-                const A: &[u8] =
-                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-                let mut out = String::new();
-                for c in b.chunks(3) {
-                    let n = c
-                        .iter()
-                        .enumerate()
-                        .fold(0u32, |n, (i, x)| n | (u32::from(*x) << (16 - 8 * i)));
-                    for i in 0..=c.len() {
-                        out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                    }
-                }
-                out
-            };
             TokenSet {
-                access: alloc::format!("e30.{}.sig", b64(payload.as_bytes())),
+                access: alloc::format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(payload)),
                 refresh: None,
                 expires_at: Some(exp * 1000.0 + skew),
                 issued_at: T0,
