@@ -527,6 +527,101 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_bounded_exactly() {
+        let with = |key: &'static str, value: OptValue| {
+            let mut m = session(1.0);
+            m.retain(|(k, _)| *k != key);
+            m.push((key, value));
+            decode(&msg(m), "a")
+        };
+        let long = |n: usize| s(&"x".repeat(n));
+        assert!(with("access", long(MAX_TOKEN)).is_ok(), "16 KiB fits");
+        assert_eq!(with("access", long(MAX_TOKEN + 1)), Err(Reject::Malformed));
+        assert!(with("refresh", long(MAX_TOKEN)).is_ok());
+        assert_eq!(with("refresh", long(MAX_TOKEN + 1)), Err(Reject::Malformed));
+        assert!(with("from", long(MAX_ID)).is_ok());
+        assert_eq!(with("from", long(MAX_ID + 1)), Err(Reject::Malformed));
+        assert_eq!(MAX_TOKEN, 16_384);
+    }
+
+    #[test]
+    fn numbers_must_be_finite() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let m = msg(vec![
+                ("v", n(1.0)),
+                ("type", s("backoff")),
+                ("from", s("x")),
+                ("gen", n(3.0)),
+                ("until", n(bad)),
+            ]);
+            assert_eq!(decode(&m, "a"), Err(Reject::Malformed), "{bad}");
+            let mut m = session(1.0);
+            m.push(("until", n(bad)));
+            assert_eq!(decode(&msg(m), "a"), Err(Reject::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_skew_is_believed_up_to_a_day() {
+        let skew_of = |skew: f64| {
+            let mut m = session(1.0);
+            m.push(("skew", n(skew)));
+            match decode(&msg(m), "a") {
+                Ok(Envelope {
+                    message: Message::Session { skew, .. },
+                    ..
+                }) => skew,
+                other => panic!("{other:?}"),
+            }
+        };
+        let day = crate::token::MAX_SKEW_MS;
+        assert_eq!(skew_of(5_000.0), Some(5_000.0));
+        assert_eq!(skew_of(-day), Some(-day));
+        assert_eq!(skew_of(day), Some(day));
+        assert_eq!(skew_of(day + 1.0), None, "not believed: dropped");
+        assert_eq!(skew_of(-day - 1.0), None);
+    }
+
+    #[test]
+    fn a_session_starts_at_its_moment() {
+        assert_eq!(first_generation(1_700_000_000_123.0), 1_700_000_000_123);
+        assert_eq!(first_generation(1_700_000_000_123.9), 1_700_000_000_123);
+        assert_eq!(first_generation(1.0), 1);
+        assert_eq!(first_generation(1e300), MAX_GEN, "never past the ring");
+        // A clock that reads nothing sensible starts at 1, never at 0 (which
+        // means "nothing yet") or at the ring's end.
+        for odd in [0.0, 0.5, -5.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(first_generation(odd), 1, "{odd}");
+        }
+    }
+
+    #[test]
+    fn a_tie_is_won_by_the_later_then_the_greater_token() {
+        let t = |access: &str, issued_at: f64| TokenSet {
+            access: access.into(),
+            refresh: None,
+            expires_at: None,
+            issued_at,
+        };
+        assert!(wins_tie(&t("a", 2.0), &t("b", 1.0)));
+        assert!(!wins_tie(&t("b", 1.0), &t("a", 2.0)));
+        assert!(wins_tie(&t("b", 1.0), &t("a", 1.0)));
+        assert!(!wins_tie(&t("a", 1.0), &t("b", 1.0)));
+        assert!(!wins_tie(&t("a", 1.0), &t("a", 1.0)), "the same: no change");
+        let own = t("a", 1.0);
+        let sess = |tokens| Message::Session {
+            gen: 4,
+            tokens,
+            until: None,
+            skew: None,
+        };
+        assert_eq!(apply(&sess(t("b", 1.0)), 4, Some(&own)), Apply::Replace);
+        assert_eq!(apply(&sess(t("a", 1.0)), 4, Some(&own)), Apply::Ignore);
+        assert_eq!(apply(&sess(t("b", 1.0)), 4, None), Apply::Ignore);
+        assert_eq!(apply(&sess(t("b", 1.0)), 5, Some(&own)), Apply::Ignore);
+    }
+
+    #[test]
     fn debug_never_shows_tokens() {
         let e = decode(&msg(session(1.0)), "a").unwrap();
         let text = alloc::format!("{e:?}");

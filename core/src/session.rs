@@ -242,11 +242,8 @@ impl Session {
         let recent = self.recent.get(..self.recent_len).unwrap_or(&[]);
         let in_window = recent.iter().filter(|t| **t > window_start).count();
         if in_window >= STORM_LIMIT {
-            let oldest = recent
-                .iter()
-                .copied()
-                .filter(|t| *t > window_start)
-                .fold(f64::INFINITY, f64::min);
+            // At most STORM_LIMIT are kept: all of them are in the window.
+            let oldest = recent.iter().copied().fold(f64::INFINITY, f64::min);
             return Err(Error::RefreshThrottled {
                 retry_in_ms: (oldest + STORM_WINDOW_MS - now).max(0.0),
             });
@@ -304,10 +301,14 @@ impl Session {
         } else {
             until.min(now + RETRY_AFTER_MAX_MS)
         };
-        if self.tokens.is_some() && until.is_finite() && until > self.not_before {
-            self.not_before = until;
-            self.asked_until = until;
-            self.failures = self.failures.max(1);
+        if self.tokens.is_some() && until.is_finite() {
+            // A wait the server asked for outlasts `online` — even when this
+            // tab's own backoff already ended at that moment.
+            self.asked_until = self.asked_until.max(until);
+            if until > self.not_before {
+                self.not_before = until;
+                self.failures = self.failures.max(1);
+            }
         }
     }
 
@@ -593,6 +594,108 @@ mod tests {
         let mut fresh = Session::new();
         fresh.learn_skew(7.0);
         assert_eq!(fresh.skew(), Some(7.0));
+    }
+
+    #[test]
+    fn replace_takes_tokens_only_at_the_current_generation() {
+        let mut s = Session::new();
+        let g = s.adopt(tokens(60_000.0), None, 0.0);
+        let other = TokenSet {
+            access: "b".into(),
+            ..tokens(60_000.0)
+        };
+        s.replace(other.clone(), g + 1);
+        assert_eq!(
+            s.tokens().map(|t| t.access.as_str()),
+            Some("a"),
+            "other gen"
+        );
+        s.replace(other.clone(), g);
+        assert_eq!(s.tokens().map(|t| t.access.as_str()), Some("b"));
+        s.clear();
+        s.replace(other, s.generation());
+        assert!(s.tokens().is_none(), "no session: nothing to replace");
+    }
+
+    #[test]
+    fn a_short_token_expires_a_tenth_of_its_life_early() {
+        let mut s = Session::new();
+        s.adopt(tokens(5_000.0), None, 0.0);
+        assert!(!s.is_expired(T0 + 4_499.0));
+        assert!(s.is_expired(T0 + 4_500.0));
+        // A long one: at most EXPIRY_MARGIN_MS early.
+        s.adopt(tokens(600_000.0), None, 0.0);
+        assert!(!s.is_expired(T0 + 600_000.0 - EXPIRY_MARGIN_MS - 1.0));
+        assert!(s.is_expired(T0 + 600_000.0 - EXPIRY_MARGIN_MS));
+        // Issued "after" its expiry (a clock jump): no margin, never negative.
+        s.adopt(
+            TokenSet {
+                issued_at: T0 + 10_000.0,
+                ..tokens(5_000.0)
+            },
+            None,
+            0.0,
+        );
+        assert!(!s.is_expired(T0 + 4_999.0));
+        assert!(s.is_expired(T0 + 5_000.0));
+    }
+
+    #[test]
+    fn the_storm_window_is_exactly_ten_seconds() {
+        let mut s = Session::new();
+        for _ in 0..STORM_LIMIT {
+            assert!(s.begin_refresh(T0).is_ok());
+        }
+        match s.begin_refresh(T0 + STORM_WINDOW_MS - 1.0) {
+            Err(Error::RefreshThrottled { retry_in_ms }) => assert_eq!(retry_in_ms, 1.0),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            s.begin_refresh(T0 + STORM_WINDOW_MS).is_ok(),
+            "ten seconds on, the first ones are out of the window"
+        );
+    }
+
+    #[test]
+    fn a_retry_after_that_says_nothing_is_ignored() {
+        for ra in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            let mut s = Session::new();
+            s.adopt(tokens(60_000.0), None, 0.0);
+            let w = s.transient_failure(T0, Some(ra), 0.0);
+            assert_eq!(w, BACKOFF_BASE_MS / 2.0, "{ra}");
+            // Nothing was asked: the network coming back ends the wait, even
+            // with the clock set back.
+            s.network_back(T0 - 1_000.0);
+            assert_eq!(s.backing_off(T0 - 1_000.0), None, "{ra}");
+        }
+        let mut s = Session::new();
+        s.adopt(tokens(60_000.0), None, 0.0);
+        s.transient_failure(T0, Some(1.0), 0.0);
+        s.network_back(T0 - 1_000.0);
+        assert_eq!(
+            s.backing_off(T0 - 1_000.0),
+            Some(T0 + 1.0),
+            "asked for 1 ms"
+        );
+    }
+
+    #[test]
+    fn another_tabs_wait_outlasts_online_and_a_past_one_changes_nothing() {
+        let mut s = Session::new();
+        s.adopt(tokens(60_000.0), None, 0.0);
+        let lead = 10_000.0;
+        let planned = s.refresh_at(lead);
+        s.defer_until(T0, 0.0);
+        s.defer_until(T0, -1.0);
+        assert_eq!(s.failures(), 0, "a wait that ended long ago");
+        assert_eq!(s.refresh_at(lead), planned);
+        // Our own backoff ends at the very moment another tab was told to
+        // wait for: that wait is the server's, `online` does not lift it.
+        let w = s.transient_failure(T0, None, 0.0);
+        s.defer_until(T0, T0 + w);
+        s.network_back(T0 + 100.0);
+        assert_eq!(s.backing_off(T0 + 100.0), Some(T0 + w));
+        assert_eq!(s.failures(), 1);
     }
 
     #[test]
