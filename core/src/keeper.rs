@@ -638,6 +638,15 @@ impl Keeper {
     /// The earliest moment (local clock) at which [`Keeper::handle_timeout`]
     /// has something to do.
     pub fn poll_timeout(&self) -> Option<f64> {
+        match (self.next_work(), self.release_at) {
+            (Some(w), Some(r)) => Some(w.min(r)),
+            (w, r) => w.or(r),
+        }
+    }
+
+    /// When the next work (not the lock's release) is due: a run's phase,
+    /// a `ready()`, the planned refresh — never before a listen ends.
+    fn next_work(&self) -> Option<f64> {
         let mut work: Option<f64> = None;
         let mut earliest = |t: Option<f64>| {
             if let Some(t) = t {
@@ -654,16 +663,12 @@ impl Keeper {
             }
         }
         // While it listens, nothing else is done.
-        let work = work.map(|w| w.max(self.listen_until));
-        match (work, self.release_at) {
-            (Some(w), Some(r)) => Some(w.min(r)),
-            (w, r) => w.or(r),
-        }
+        work.map(|w| w.max(self.listen_until))
     }
 
     /// The timer fired (or the page woke): does what is due at `now`.
     pub fn handle_timeout(&mut self, now: f64) {
-        let expected = self.poll_timeout();
+        let expected = self.next_work();
         if self.release_at.is_some_and(|t| t <= now) {
             self.release_at = None;
             self.out.push_back(Command::ReleaseLock);
@@ -671,13 +676,15 @@ impl Keeper {
         if self.listen_until > now {
             return;
         }
-        // Asked just now, the answers had their moment; a question a page
-        // event asked long ago says nothing of what was missed since. (A
-        // late timer asks once: in a throttled tab the next one is late too.)
-        let listened = core::mem::take(&mut self.asked_late)
-            || self.listen_until > 0.0 && now - self.listen_until <= LATE_TIMER_MS;
+        // A timer late by more than LATE_TIMER_MS (a frozen or sleeping
+        // tab) asks the other tabs before it refreshes with what it holds.
+        // Work is never due before a listen ends, so a question asked long
+        // ago (by a page event, then a freeze) makes the timer late too and
+        // is asked again. A late timer asks once: in a throttled tab the
+        // timer that ends the question is late too.
+        let asked = core::mem::take(&mut self.asked_late);
         self.listen_until = 0.0;
-        if !listened && expected.is_some_and(|at| now - at > LATE_TIMER_MS) {
+        if !asked && expected.is_some_and(|at| now - at > LATE_TIMER_MS) {
             self.asked_late = true;
             return self.listen(now);
         }
@@ -1059,7 +1066,7 @@ impl Keeper {
     }
 
     /// Asks the other tabs for anything newer, and refreshes nothing until
-    /// their answers had time to come ([`LATE_TIMER_MS`]).
+    /// their answers had time to come ([`ASK_WAIT_MS`]).
     fn listen(&mut self, now: f64) {
         if self.env.tabs && !self.freed {
             self.post(Message::Hello {

@@ -1146,3 +1146,87 @@ fn a_tab_back_from_a_freeze_asks_before_it_refreshes_with_what_it_holds() {
     );
     assert_eq!(w.api_call(1, 1_000.0), Ok(200));
 }
+
+/// Lets tab 0's planned refresh fire `late` ms after its moment; returns
+/// the refresh requests made at that moment and after the answers' wait.
+fn timer_fired_late_by(late: f64) -> (u32, u32) {
+    let mut w = logged_in(1, 30.0);
+    let at = w.tabs[0]
+        .keeper
+        .poll_timeout()
+        .expect("a refresh is planned");
+    w.run_until(at - 1.0);
+    assert_eq!(w.server.refresh_requests, 0);
+    w.now = at + late;
+    let now = w.now;
+    w.tabs[0].keeper.handle_timeout(now);
+    w.drain(0);
+    w.run_until(now);
+    let at_once = w.server.refresh_requests;
+    w.run_for(ASK_WAIT_MS + 100.0);
+    (at_once, w.server.refresh_requests)
+}
+
+#[test]
+fn a_timer_up_to_a_second_late_refreshes_at_once_a_later_one_asks_first() {
+    assert_eq!(timer_fired_late_by(0.0), (1, 1), "on time");
+    assert_eq!(timer_fired_late_by(500.0), (1, 1));
+    assert_eq!(timer_fired_late_by(LATE_TIMER_MS), (1, 1), "a second late");
+    assert_eq!(
+        timer_fired_late_by(LATE_TIMER_MS + 1.0),
+        (0, 1),
+        "later: the other tabs are asked first, then it refreshes"
+    );
+    assert_eq!(timer_fired_late_by(3_600_000.0), (0, 1), "after a sleep");
+}
+
+#[test]
+fn a_late_timer_asks_once_even_when_the_next_is_late_too() {
+    // A throttled tab: the timer that ends the question fires late as well.
+    let mut w = logged_in(1, 30.0);
+    let at = w.tabs[0]
+        .keeper
+        .poll_timeout()
+        .expect("a refresh is planned");
+    w.now = at + 5_000.0;
+    let now = w.now;
+    w.tabs[0].keeper.handle_timeout(now);
+    w.drain(0);
+    assert_eq!(w.server.refresh_requests, 0, "asks first");
+    let end = w.tabs[0].keeper.poll_timeout().expect("the question ends");
+    assert_eq!(end, now + ASK_WAIT_MS);
+    w.now = end + 5_000.0;
+    let now = w.now;
+    w.tabs[0].keeper.handle_timeout(now);
+    w.drain(0);
+    w.run_until(now);
+    assert_eq!(w.server.refresh_requests, 1, "no second question");
+}
+
+#[test]
+fn a_question_asked_before_a_freeze_is_asked_again_after_it() {
+    // Tab 1 asks (it became visible), then freezes before the answers' wait
+    // ends, while tab 0 rotates. Back long after, its timer must not take
+    // the old question's silence for an answer.
+    let mut w = logged_in(2, 30.0);
+    let now = w.now;
+    w.tabs[1]
+        .keeper
+        .handle_page(now, PageEvent::Visibility, true);
+    w.drain(1);
+    w.tabs[1].frozen = true;
+    w.run_for(60_000.0);
+    let rotated = w.server.refresh_requests;
+    assert!(rotated >= 2, "tab 0 went on rotating");
+    w.tabs[1].frozen = false;
+    let now = w.now;
+    w.tabs[1].keeper.handle_timeout(now);
+    w.drain(1);
+    assert_eq!(w.server.refresh_requests, rotated, "asks again first");
+    w.run_for(ASK_WAIT_MS + 100.0);
+    assert_eq!(w.server.reuse_detected, 0);
+    assert_eq!(
+        w.tabs[1].keeper.session().generation(),
+        w.tabs[0].keeper.session().generation()
+    );
+}
