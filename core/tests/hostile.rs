@@ -272,3 +272,29 @@ fn at_one_generation_the_later_issued_tokens_win_in_every_tab() {
     let t = w.tabs[1].keeper.session().tokens().cloned();
     assert_eq!(t.map(|t| t.access).as_deref(), Some("zed"));
 }
+
+#[test]
+fn a_retry_after_on_an_answer_that_lost_the_race_is_kept_as_asked() {
+    // Tab 0's refresh is out when newer tokens arrive; its answer, a 429
+    // asking for 5 s, is the endpoint's word for whatever tokens: 5 s.
+    let mut w = logged_in(1, 300.0);
+    w.server
+        .faults
+        .push_back(Fault::Status(429, None, Some(5.0)));
+    let gen = generation(&w, 0);
+    w.latency_ms = 50.0;
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    w.run_for(10.0);
+    assert_eq!(w.server.refresh_requests, 1);
+    w.inject(session_at(&w, (gen + 1) as f64));
+    w.run_for(20.0);
+    assert_eq!(generation(&w, 0), gen + 1, "the newer tokens were taken");
+    assert!(w.wait(0, call, 1_000.0).is_some());
+    let answered_at = w.now;
+    let until = w.tabs[0].keeper.refresh_at().expect("a wait");
+    assert!(
+        (until - (answered_at + 5_000.0)).abs() <= 100.0,
+        "waits 5 s from the answer, not {} ms",
+        until - answered_at
+    );
+}

@@ -1230,3 +1230,58 @@ fn a_question_asked_before_a_freeze_is_asked_again_after_it() {
         w.tabs[0].keeper.session().generation()
     );
 }
+
+#[test]
+fn a_stale_401_when_the_current_token_expired_too_refreshes_first() {
+    // A request with the first token got its 401 late: the tokens were
+    // replaced meanwhile, and the tab froze long enough for the new ones
+    // to expire as well. Replaying with them would only earn another 401.
+    let mut w = logged_in(1, 30.0);
+    let url = format!("{ORIGIN}/api/me");
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors"));
+    let Some(Reply::Token { generation, .. }) = w.reply(0, call) else {
+        panic!("no token")
+    };
+    let sent = w.now;
+    let refresh = w.call(0, |k, now, id| k.refresh(now, id));
+    assert_eq!(w.wait(0, refresh, 1_000.0), Some(Reply::Done));
+    let replaced = w.tabs[0]
+        .keeper
+        .session()
+        .tokens()
+        .map(|t| t.access.clone());
+    w.now += 31_000.0;
+    let before = w.server.refresh_requests;
+    let a401 = answered(generation, 401, sent, &url);
+    let call = w.call(0, |k, now, id| k.response(now, id, a401));
+    let Some(Reply::Replay { access }) = w.wait(0, call, 5_000.0) else {
+        panic!("no replay")
+    };
+    assert_ne!(Some(&access), replaced.as_ref(), "not the expired one");
+    assert_eq!(w.server.refresh_requests, before + 1);
+    assert_eq!(w.server.api(w.now, &access), 200);
+}
+
+#[test]
+fn a_stray_lock_grant_while_sending_is_given_back() {
+    let mut w = logged_in(1, 300.0);
+    w.latency_ms = 500.0;
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    w.run_for(100.0);
+    assert_eq!(w.server.refresh_requests, 1, "sent");
+    assert_eq!(w.lock_holder(), Some(0));
+    // A grant the tab no longer waits for (an executor's duplicate).
+    let now = w.now;
+    w.tabs[0].keeper.handle_lock_granted(now, false);
+    let mut released = false;
+    while let Some(c) = w.tabs[0].keeper.poll_command() {
+        assert!(
+            matches!(c, tokenkeeper_core::keeper::Command::ReleaseLock),
+            "{c:?}"
+        );
+        released = true;
+    }
+    assert!(released, "given back");
+    assert_eq!(w.wait(0, call, 5_000.0), Some(Reply::Done));
+    assert_eq!(w.server.refresh_requests, 1);
+}
