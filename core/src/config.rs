@@ -701,6 +701,46 @@ mod tests {
     }
 
     #[test]
+    fn the_spelled_out_defaults_and_other_schemes() {
+        let with = |pairs: Vec<(&str, OptValue)>| {
+            let mut all = vec![("refreshUrl", s("/r"))];
+            all.extend(pairs);
+            Settings::from_options(&opts(all), &Urls)
+        };
+        let st = with(vec![("refreshStyle", s("json"))]).unwrap();
+        assert_eq!(st.refresh_style, RefreshStyle::Json);
+        let st = with(vec![("refreshStyle", s("cookie"))]).unwrap();
+        assert_eq!(st.refresh_style, RefreshStyle::Cookie);
+        let st = with(vec![("scheme", s(""))]).unwrap();
+        assert_eq!(st.scheme, None, "an empty scheme: the raw token");
+        assert_eq!(st.header_value("t"), "t");
+        let st = with(vec![("scheme", s("Token"))]).unwrap();
+        assert_eq!(st.header_value("t"), "Token t");
+        let e = with(vec![("scheme", s("Two words"))]).unwrap_err();
+        assert!(matches!(e, Error::InvalidOption { ref option, .. } if option == "scheme"));
+        // A field renamed to nothing is refused, naming the field.
+        let e = with(vec![("fields", opts(vec![("accessToken", s(""))]))]).unwrap_err();
+        assert_eq!(
+            alloc::string::ToString::to_string(&e),
+            "invalid option `fields.accessToken`: expected a non-empty string, got an empty string"
+        );
+    }
+
+    #[test]
+    fn a_refused_origin_is_quoted_in_the_message() {
+        let e = Settings::from_options(
+            &opts(vec![
+                ("refreshUrl", s("/r")),
+                ("allowedOrigins", OptValue::List(vec![s("api.example/\"x")])),
+            ]),
+            &Urls,
+        )
+        .unwrap_err();
+        let text = alloc::string::ToString::to_string(&e);
+        assert!(text.ends_with(r#"got "api.example/\"x""#), "{text}");
+    }
+
+    #[test]
     fn messages_say_what_was_expected() {
         let e = Settings::from_options(
             &opts(vec![

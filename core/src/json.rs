@@ -429,6 +429,14 @@ mod tests {
             ("1e+2", 100.0),
             ("0.000001", 0.000_001),
             ("12345678901234567890123", 1.234_567_890_123_456_8e22),
+            // Past 19 significant digits the rest only scales; leading
+            // zeros of a fraction are not significant.
+            ("99999999999999999999999", 1e23),
+            ("0.0000000000000000000000123", 1.23e-23),
+            (
+                "0.00000000000000000000001234567890123456789",
+                1.234_567_890_123_456_8e-23,
+            ),
         ] {
             let got = decimal(text.as_bytes()).unwrap();
             assert!(

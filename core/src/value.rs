@@ -53,6 +53,7 @@ impl OptValue {
             OptValue::Null => "null",
             OptValue::Bool(_) => "a boolean",
             OptValue::Num(_) => "a number",
+            OptValue::Str(s) if s.is_empty() => "an empty string",
             OptValue::Str(_) => "a string",
             OptValue::List(_) => "an array",
             OptValue::Map(_) => "an object",
