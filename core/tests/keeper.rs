@@ -1285,3 +1285,122 @@ fn a_stray_lock_grant_while_sending_is_given_back() {
     assert_eq!(w.wait(0, call, 5_000.0), Some(Reply::Done));
     assert_eq!(w.server.refresh_requests, 1);
 }
+
+fn jwt(claims: &str) -> String {
+    use base64::Engine;
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!("{}.{}.sig", e.encode(r#"{"alg":"none"}"#), e.encode(claims))
+}
+
+#[test]
+fn the_servers_clock_is_measured_by_responses_not_by_restored_tokens() {
+    use tokenkeeper_core::keeper::{CallId, Env, Keeper, TokenAnswer};
+    use tokenkeeper_core::token::{RawGrant, Timing};
+    let env = Env {
+        tabs: true,
+        locks: true,
+        seed: 7,
+    };
+    let mut k = Keeper::new(settings(&[]), env);
+    // The server's clock is 30 s behind: its Date header says so.
+    let server_now = T0 - 30_000.0;
+    let grant = RawGrant {
+        access_token: Some(jwt(&format!(r#"{{"exp":{}}}"#, server_now / 1000.0 + 60.0))),
+        refresh_token: Some("rt".into()),
+        expires_in: Some(60.0),
+    };
+    let timing = Timing {
+        sent_at: T0,
+        received_at: T0,
+        server_date: Some(server_now),
+        fresh: true,
+    };
+    let login = CallId(1);
+    k.handle_login_answer(T0, login, TokenAnswer::Grant { grant, timing });
+    let skew = k
+        .session()
+        .skew()
+        .expect("a login answer measures the clock");
+    assert!((skew - 29_500.0).abs() < 1.0, "{skew}");
+    // Tokens the app restores say nothing of the server's clock now.
+    let restored = RawGrant {
+        access_token: Some(jwt(&format!(r#"{{"exp":{}}}"#, T0 / 1000.0 + 60.0))),
+        refresh_token: Some("rt2".into()),
+        expires_in: None,
+    };
+    assert_eq!(k.set_tokens(T0 + 1.0, restored), Ok(()));
+    assert_eq!(k.session().skew(), Some(skew), "unchanged by setTokens");
+}
+
+#[test]
+fn a_tab_without_a_channel_posts_nothing() {
+    use tokenkeeper_core::keeper::{CallId, Command, Env, Keeper, TokenAnswer};
+    use tokenkeeper_core::token::Timing;
+    let env = Env {
+        tabs: false,
+        locks: true,
+        seed: 7,
+    };
+    let mut k = Keeper::new(settings(&[]), env);
+    let mut server = Server::new(60.0);
+    let timing = Timing {
+        sent_at: T0,
+        received_at: T0,
+        server_date: None,
+        fresh: true,
+    };
+    let grant = server.issue(T0);
+    k.handle_login_answer(T0, CallId(1), TokenAnswer::Grant { grant, timing });
+    k.refresh(T0 + 10.0, CallId(2));
+    let mut sent = false;
+    while let Some(c) = k.poll_command() {
+        assert!(!matches!(c, Command::Post(_)), "{c:?}");
+        assert!(!matches!(c, Command::AcquireLock), "alone: no lock {c:?}");
+        sent |= matches!(c, Command::Refresh { .. });
+    }
+    assert!(sent, "the refresh went out");
+    let grant = server.issue(T0 + 50.0);
+    k.handle_refresh_answer(T0 + 50.0, TokenAnswer::Grant { grant, timing });
+    assert!(k.logout(T0 + 60.0).is_ok());
+    while let Some(c) = k.poll_command() {
+        assert!(!matches!(c, Command::Post(_)), "{c:?}");
+    }
+}
+
+#[test]
+fn a_run_that_took_over_its_own_hold_releases_when_the_hold_ends() {
+    // A refresh ahead of expiry fails (503): the lock is held 150 ms for
+    // the broadcast. A call that needs a refresh takes the hold over and
+    // waits out the backoff; newer tokens from another tab end its wait.
+    // The lock goes back when the first hold ends, not 150 ms later.
+    let mut w = logged_in(1, 30.0);
+    w.server.faults.push_back(Fault::Status(503, None, None));
+    let planned = w.tabs[0].keeper.poll_timeout().expect("planned");
+    w.run_until(planned);
+    w.run_for(45.0);
+    assert_eq!(w.server.refresh_requests, 1, "failed");
+    assert_eq!(w.lock_holder(), Some(0), "held for the broadcast");
+    let release = w.tabs[0].keeper.poll_timeout().expect("the release");
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    assert_eq!(w.lock_holder(), Some(0));
+    let gen = w.tabs[0].keeper.session().generation();
+    let tokens = w.tabs[0]
+        .keeper
+        .session()
+        .tokens()
+        .cloned()
+        .expect("tokens");
+    let newer = tokenkeeper_core::protocol::Message::Session {
+        gen: gen + 1,
+        tokens,
+        until: None,
+        skew: None,
+    };
+    w.inject(encode(&newer, "other-tab"));
+    w.run_for(10.0);
+    assert_eq!(w.reply(0, call), Some(Reply::Done), "the newer tokens");
+    assert!(w.now < release);
+    w.run_until(release);
+    assert_eq!(w.lock_holder(), None, "released when the first hold ended");
+    assert_eq!(w.server.refresh_requests, 1);
+}
