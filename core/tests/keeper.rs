@@ -1361,6 +1361,16 @@ fn a_tab_without_a_channel_posts_nothing() {
     assert!(sent, "the refresh went out");
     let grant = server.issue(T0 + 50.0);
     k.handle_refresh_answer(T0 + 50.0, TokenAnswer::Grant { grant, timing });
+    // Nor does it read one: a message that reaches it anyway changes nothing.
+    let gen = k.session().generation();
+    let tokens = k.session().tokens().cloned().expect("tokens");
+    let newer = tokenkeeper_core::protocol::Message::Logout {
+        gen: gen + 1,
+        reason: "local".into(),
+    };
+    k.handle_tab_message(T0 + 55.0, &encode(&newer, "other-tab"));
+    assert_eq!(k.session().tokens(), Some(&tokens));
+    assert_eq!(k.session().generation(), gen);
     assert!(k.logout(T0 + 60.0).is_ok());
     while let Some(c) = k.poll_command() {
         assert!(!matches!(c, Command::Post(_)), "{c:?}");
@@ -1403,4 +1413,76 @@ fn a_run_that_took_over_its_own_hold_releases_when_the_hold_ends() {
     w.run_until(release);
     assert_eq!(w.lock_holder(), None, "released when the first hold ended");
     assert_eq!(w.server.refresh_requests, 1);
+}
+
+#[test]
+fn without_web_locks_the_pauses_spread_over_the_window() {
+    let mut w = World::new(settings(&[]), 300.0);
+    w.locks = false;
+    for _ in 0..9 {
+        w.open_tab();
+    }
+    w.login(0);
+    w.run_for(50.0);
+    let now = w.now;
+    let pauses: Vec<f64> = (1..9)
+        .map(|t| {
+            let _ = w.call(t, |k, now, id| k.refresh(now, id));
+            w.tabs[t].keeper.poll_timeout().expect("a pause") - now
+        })
+        .collect();
+    let max = pauses.iter().copied().fold(0.0, f64::max);
+    let min = pauses.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(max > 50.0 && min < 50.0, "{pauses:?}");
+    assert!(
+        pauses.iter().all(|p| (0.0..100.0).contains(p)),
+        "{pauses:?}"
+    );
+}
+
+/// Tab 0's refresh ahead of expiry is out (`latency` each way) when a
+/// caller asks for a token `after` ms; the refresh gets a 503.
+fn a_caller_joins_a_slow_refresh_ahead(
+    latency: f64,
+    after: f64,
+) -> (World, Option<Reply>, Option<Reply>) {
+    let mut w = logged_in(1, 30.0);
+    w.latency_ms = latency;
+    w.server.faults.push_back(Fault::Status(503, None, None));
+    let planned = w.tabs[0].keeper.poll_timeout().expect("planned");
+    w.run_until(planned);
+    assert_eq!(w.server.refresh_requests, 1, "out");
+    w.run_until(planned + after);
+    assert_eq!(w.server.refresh_requests, 1, "not answered yet");
+    let call = w.call(0, |k, now, id| k.need_token(now, id));
+    w.run_until(planned + 2.0 * latency + 1.0);
+    let at_answer = w.reply(0, call);
+    let reply = w.wait(0, call, 60_000.0);
+    (w, reply, at_answer)
+}
+
+#[test]
+fn a_caller_that_needs_a_token_makes_a_refresh_ahead_one_that_does() {
+    // The token expired while the refresh was out: the caller's run
+    // retries the 503 and hands out the new token.
+    let (mut w, reply, _) = a_caller_joins_a_slow_refresh_ahead(10_000.0, 12_000.0);
+    assert!(reply.is_some());
+    match reply {
+        Some(Reply::Token { access, .. }) => assert_eq!(w.server.api(w.now, &access), 200),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.server.refresh_requests, 2, "retried once");
+}
+
+#[test]
+fn a_caller_whose_token_still_works_does_not_hold_a_refresh_ahead_back() {
+    // Still valid (inside the lead window): the failing refresh ahead is
+    // not retried for it; it gets the current token when the 503 lands.
+    let (w, _, at_answer) = a_caller_joins_a_slow_refresh_ahead(1_000.0, 1_000.0);
+    assert!(
+        matches!(at_answer, Some(Reply::Token { .. })),
+        "{at_answer:?}"
+    );
+    assert_eq!(w.server.refresh_requests, 1, "no retry in the call");
+    assert!(w.tabs[0].authenticated());
 }
