@@ -1486,3 +1486,39 @@ fn a_caller_whose_token_still_works_does_not_hold_a_refresh_ahead_back() {
     assert_eq!(w.server.refresh_requests, 1, "no retry in the call");
     assert!(w.tabs[0].authenticated());
 }
+
+#[test]
+fn a_caller_waits_out_at_most_three_backoffs_in_a_row() {
+    // Another tab keeps being told to back off, 1 s at a time, just before
+    // this tab's caller would try: the caller waits three of them out, and
+    // at the fourth gives up (the session stays).
+    let mut w = logged_in(1, 300.0);
+    let gen = w.tabs[0].keeper.session().generation();
+    let backoff = |until: f64| {
+        let m = tokenkeeper_core::protocol::Message::Backoff { gen, until };
+        encode(&m, "other-tab")
+    };
+    w.inject(backoff(w.now + 1_000.0));
+    w.run_for(10.0);
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    w.run_for(5.0); // the lock's grant
+    let mut waited = 0;
+    while w.reply(0, call).is_none() && waited < 10 {
+        let at = w.tabs[0].keeper.poll_timeout().expect("a wait");
+        w.run_until(at - 20.0);
+        w.inject(backoff(w.now + 1_000.0));
+        w.run_until(at + 1.0);
+        waited += 1;
+    }
+    assert_eq!(waited, 3, "three waits, then the fourth is refused");
+    assert!(
+        matches!(
+            w.reply(0, call),
+            Some(Reply::Failed(Error::RefreshThrottled { .. }))
+        ),
+        "{:?}",
+        w.reply(0, call)
+    );
+    assert_eq!(w.server.refresh_requests, 0);
+    assert!(w.tabs[0].authenticated());
+}
