@@ -452,6 +452,30 @@ mod tests {
     }
 
     #[test]
+    fn ceil_and_powi() {
+        for (x, want) in [
+            (1.5, 2.0),
+            (1.0, 1.0),
+            (0.2, 1.0),
+            (0.0, 0.0),
+            (-0.5, 0.0),
+            (-1.5, -1.0),
+            (-2.0, -2.0),
+            (1_700_000_000_000.25, 1_700_000_000_001.0),
+            (1e300, 1e300),
+            (f64::INFINITY, f64::INFINITY),
+            (f64::NEG_INFINITY, f64::NEG_INFINITY),
+        ] {
+            assert_eq!(ceil(x), want, "{x}");
+        }
+        assert!(ceil(f64::NAN).is_nan());
+        assert_eq!(powi(2.0, 10), 1024.0);
+        assert_eq!(powi(10.0, 0), 1.0);
+        assert_eq!(powi(10.0, -2), 0.01);
+        assert_eq!(powi(-3.0, 3), -27.0);
+    }
+
+    #[test]
     fn empty_object_and_whitespace() {
         assert_eq!(object_numbers(b" { } ", ["exp"]), Some([None]));
         assert_eq!(

@@ -68,8 +68,9 @@ pub struct Claims {
     pub iat: Option<f64>,
 }
 
-/// Longest token we accept (a guard against absurd input, not a JWT rule).
-const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Longest token we accept, 16 KiB (a guard against absurd input, not a JWT
+/// rule): from a token response and from another tab alike.
+pub const MAX_TOKEN_LEN: usize = 16_384;
 /// Skew smaller than this is within the clocks' one-second granularity: ignored.
 pub const SKEW_THRESHOLD_MS: f64 = 1500.0;
 /// A clock further off than this is no clock: such an estimate is ignored.
@@ -505,6 +506,41 @@ mod tests {
                 Err(Error::InvalidTokenResponse { reason: want })
             );
         }
+    }
+
+    #[test]
+    fn tokens_up_to_16_kib_are_taken() {
+        let grant = |access: usize, refresh: usize| RawGrant {
+            access_token: Some("a".repeat(access)),
+            refresh_token: Some("r".repeat(refresh)),
+            expires_in: Some(60.0),
+        };
+        assert!(accept_grant(grant(MAX_TOKEN_LEN, MAX_TOKEN_LEN), timing(0.0), None).is_ok());
+        assert_eq!(
+            accept_grant(grant(MAX_TOKEN_LEN + 1, 1), timing(0.0), None),
+            Err(Error::InvalidTokenResponse {
+                reason: "the access token is too long"
+            })
+        );
+        assert_eq!(
+            accept_grant(grant(1, MAX_TOKEN_LEN + 1), timing(0.0), None),
+            Err(Error::InvalidTokenResponse {
+                reason: "the refresh token is too long"
+            })
+        );
+        assert_eq!(MAX_TOKEN_LEN, 16 * 1024);
+        // A JWT that long is still read; a longer one is not.
+        let payload = r#"{"exp":1700000060}"#;
+        let short = jwt(payload);
+        let pad = MAX_TOKEN_LEN - short.len();
+        let long = alloc::format!("{short}{}", "A".repeat(pad));
+        assert_eq!(long.len(), MAX_TOKEN_LEN);
+        assert!(
+            decode_claims(&long).is_some(),
+            "a signature padded to 16 KiB"
+        );
+        let longer = alloc::format!("{long}A");
+        assert_eq!(decode_claims(&longer), None);
     }
 
     #[test]
