@@ -470,8 +470,24 @@ mod tests {
             refresh_token: None,
             expires_in: Some(5.0),
         };
-        let t = accept_grant(g, timing(0.0), Some("r-old".into())).unwrap();
+        let t = accept_grant(g.clone(), timing(0.0), Some("r-old".into())).unwrap();
         assert_eq!(t.refresh.as_deref(), Some("r-old"));
+        // An empty one is no new refresh token either.
+        let empty = RawGrant {
+            refresh_token: Some(String::new()),
+            ..g
+        };
+        let t = accept_grant(empty, timing(0.0), Some("r-old".into())).unwrap();
+        assert_eq!(t.refresh.as_deref(), Some("r-old"));
+    }
+
+    #[test]
+    fn base64url_refuses_lengths_no_encoder_writes() {
+        for bad in ["A", "AAAAA", "AAAAAAAAA"] {
+            assert_eq!(base64url(bad.as_bytes()), None, "{bad}");
+        }
+        assert_eq!(base64url(b"AA"), Some(alloc::vec![0]));
+        assert_eq!(base64url(b""), Some(alloc::vec![]));
     }
 
     #[test]
@@ -621,6 +637,16 @@ mod tests {
         assert_eq!(
             steady_expiry(&read, None, timing, 30_000.0),
             read.expires_at
+        );
+        // The edge: read − measured = SKEW_THRESHOLD_MS is still the clocks'
+        // resolution; a millisecond more is an older token.
+        let read_skew = estimate_skew(decode_claims(&access), timing);
+        assert_eq!(read_skew, 15_475.0);
+        let edge = read_skew - SKEW_THRESHOLD_MS;
+        assert_eq!(steady_expiry(&read, None, timing, edge), read.expires_at);
+        assert_eq!(
+            steady_expiry(&read, None, timing, edge - 1.0),
+            Some((iat + 30.0) * 1000.0 + edge - 1.0)
         );
         // With a Date header the response's clock is read, not the token's.
         let dated = Timing {
