@@ -376,3 +376,17 @@ proptest! {
         let _ = wire::grant(&v, &Fields::default());
     }
 }
+
+#[test]
+fn a_token_response_of_a_large_id_token_is_read_whole() {
+    // Bloated ID tokens (many claims, groups) reach hundreds of kB: a body
+    // up to 1 MiB is read; a longer one is too large.
+    let fields = Fields::default();
+    let id_token = "i".repeat(900_000);
+    let text = format!(r#"{{"access_token":"a","id_token":"{id_token}","expires_in":60}}"#);
+    assert!(text.len() < wire::MAX_BODY);
+    let (g, _) =
+        wire::grant(&OptValue::from_json(Some(&text), wire::MAX_BODY), &fields).expect("an object");
+    assert_eq!(g.access_token.as_deref(), Some("a"));
+    assert_eq!(wire::MAX_BODY, 1 << 20);
+}
