@@ -579,7 +579,12 @@ fn a_login_checks_its_url_and_the_keeper_first() {
         let message = e["e"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(what), "{url:?}: {message}");
     }
-    let large = format!("{{\"p\":\"{}\"}}", "x".repeat(wire::MAX_BODY));
+    // Credentials up to MAX_BODY are sent; one unit more is too large.
+    let fits = format!("{{\"p\":\"{}\"}}", "x".repeat(wire::MAX_BODY - 8));
+    assert_eq!(fits.len(), wire::MAX_BODY);
+    let q = login(&keeper, OptValue::Str("/login".into()), Some(&fits));
+    assert!(q.get("q").is_some(), "sent");
+    let large = format!("{{\"p\":\"{}\"}}", "x".repeat(wire::MAX_BODY - 7));
     let e = login(&keeper, OptValue::Str("/login".into()), Some(&large));
     assert!(
         e["e"]["message"]
