@@ -950,7 +950,9 @@ impl Keeper {
     /// `contended` when another tab held it first.
     pub fn handle_lock_granted(&mut self, now: f64, contended: bool) {
         match self.run.as_mut() {
-            Some(run) if run.phase == Phase::Locking && run.locked && !run.held => {
+            // (A run that asked for the lock leaves `Locking` only with it,
+            // or ends.)
+            Some(run) if run.phase == Phase::Locking && run.locked => {
                 run.held = true;
                 self.after_lock(now, contended)
             }
@@ -1068,7 +1070,8 @@ impl Keeper {
     /// Asks the other tabs for anything newer, and refreshes nothing until
     /// their answers had time to come ([`ASK_WAIT_MS`]).
     fn listen(&mut self, now: f64) {
-        if self.env.tabs && !self.freed {
+        // (Never called after `free()`: nothing runs then.)
+        if self.env.tabs {
             self.post(Message::Hello {
                 gen: self.session.generation(),
             });
@@ -1182,7 +1185,7 @@ impl Keeper {
     /// One attempt: checks backoff and the storm brake, then sends.
     fn attempt(&mut self, now: f64) {
         let Some(run) = &self.run else { return };
-        let (why, attempts, deferrals) = (run.why, run.attempts, run.deferrals);
+        let (why, deferrals) = (run.why, run.deferrals);
         if self.freed {
             return self.finish(now, Err(Error::Freed));
         }
@@ -1209,17 +1212,14 @@ impl Keeper {
                 }
                 return;
             }
-            // Backing off or braking: a still-valid token is used as it is.
+            // Backing off or braking: a still-valid token is used as it is,
+            // unless the caller needs a new one (`refresh()`, a 401 on the
+            // current token, an expired token): it is told why there is none.
             Err(e) => {
                 if let Error::RefreshThrottled { retry_in_ms } = e {
                     self.quiet_until = now + retry_in_ms;
                 }
-                let result = if why != Why::Needed || !self.session.is_expired(now) && attempts > 0
-                {
-                    Ok(gen)
-                } else {
-                    Err(e)
-                };
+                let result = if why != Why::Needed { Ok(gen) } else { Err(e) };
                 return self.finish(now, result);
             }
         }

@@ -1522,3 +1522,105 @@ fn a_caller_waits_out_at_most_three_backoffs_in_a_row() {
     assert_eq!(w.server.refresh_requests, 0);
     assert!(w.tabs[0].authenticated());
 }
+
+#[test]
+fn a_refresh_whose_retry_is_held_off_past_the_call_says_so() {
+    // refresh() gets a 503; before its retry, another tab is told to wait
+    // a minute. The call does not wait that long, and does not claim a
+    // refresh that did not happen: it fails with the wait; the session stays.
+    let mut w = logged_in(1, 300.0);
+    w.server.faults.push_back(Fault::Status(503, None, None));
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    w.run_for(100.0);
+    assert_eq!(w.server.refresh_requests, 1);
+    assert_eq!(w.reply(0, call), None, "a retry is planned");
+    let gen = w.tabs[0].keeper.session().generation();
+    let m = tokenkeeper_core::protocol::Message::Backoff {
+        gen,
+        until: w.now + 60_000.0,
+    };
+    w.inject(encode(&m, "other-tab"));
+    let reply = w.wait(0, call, 5_000.0);
+    assert!(
+        matches!(
+            reply,
+            Some(Reply::Failed(Error::RefreshThrottled { retry_in_ms })) if retry_in_ms > 50_000.0
+        ),
+        "{reply:?}"
+    );
+    assert_eq!(w.server.refresh_requests, 1);
+    assert!(w.tabs[0].authenticated());
+}
+
+/// A keeper alone (no channel, no lock) logged in at T0 with 60 s tokens,
+/// whose caller needs a token at T0 + 61 s; the refresh answer takes
+/// `trip` ms and says `expires_in`. Returns the keeper and whether the
+/// caller got a token, and whether a second refresh went out.
+fn a_slow_answer(trip: f64, expires_in: f64) -> (bool, bool) {
+    use tokenkeeper_core::keeper::{CallId, Command, Env, Keeper, TokenAnswer};
+    use tokenkeeper_core::token::{RawGrant, Timing};
+    let env = Env {
+        tabs: false,
+        locks: false,
+        seed: 3,
+    };
+    let mut k = Keeper::new(settings(&[]), env);
+    let mut server = Server::new(60.0);
+    let at = |t: f64| Timing {
+        sent_at: t,
+        received_at: t,
+        server_date: None,
+        fresh: true,
+    };
+    let grant = server.issue(T0);
+    k.handle_login_answer(
+        T0,
+        CallId(1),
+        TokenAnswer::Grant {
+            grant,
+            timing: at(T0),
+        },
+    );
+    while k.poll_command().is_some() {}
+    let sent = T0 + 61_000.0;
+    k.need_token(sent, CallId(2));
+    let mut out = false;
+    while let Some(c) = k.poll_command() {
+        out |= matches!(c, Command::Refresh { .. });
+    }
+    assert!(out, "the refresh went out");
+    let grant = RawGrant {
+        access_token: Some("at-slow".into()),
+        refresh_token: Some("rt-slow".into()),
+        expires_in: Some(expires_in),
+    };
+    let timing = Timing {
+        sent_at: sent,
+        received_at: sent + trip,
+        ..at(sent)
+    };
+    k.handle_refresh_answer(sent + trip, TokenAnswer::Grant { grant, timing });
+    let (mut token, mut again) = (false, false);
+    while let Some(c) = k.poll_command() {
+        match c {
+            Command::Settle {
+                call: CallId(2),
+                reply: Reply::Token { access, .. },
+            } => token = access == "at-slow",
+            Command::Refresh { .. } => again = true,
+            _ => {}
+        }
+    }
+    (token, again)
+}
+
+#[test]
+fn a_token_that_lapsed_on_a_slow_way_back_counts_from_its_arrival() {
+    // 1 s tokens, 3 s on the way: counted from the sending it lapsed; from
+    // its arrival it is good — the caller gets it, no second refresh.
+    assert_eq!(a_slow_answer(3_000.0, 1.0), (true, false));
+    assert_eq!(a_slow_answer(0.0, 60.0), (true, false));
+    // A token good for nothing even from its arrival is no answer: the
+    // caller waits for another refresh.
+    assert_eq!(a_slow_answer(3_000.0, 0.0), (false, true));
+}
