@@ -84,7 +84,8 @@ pub struct Session {
     jitter: f64,
     /// Consecutive transient failures.
     failures: u32,
-    /// No refresh attempt before this moment (backoff / Retry-After).
+    /// No refresh attempt before this moment (backoff / Retry-After); 0
+    /// while `failures` is 0, as is `asked_until`.
     not_before: f64,
     /// The part of it a server asked for (a `Retry-After`, here or in
     /// another tab): the network coming back does not shorten it.
@@ -301,7 +302,7 @@ impl Session {
         } else {
             until.min(now + RETRY_AFTER_MAX_MS)
         };
-        if self.tokens.is_some() && until.is_finite() {
+        if self.tokens.is_some() {
             // A wait the server asked for outlasts `online` — even when this
             // tab's own backoff already ended at that moment.
             self.asked_until = self.asked_until.max(until);
@@ -315,16 +316,15 @@ impl Session {
     /// The network is back (`online`): a backed-off refresh may be tried
     /// now — unless a server asked for the wait (`Retry-After`).
     pub fn network_back(&mut self, now: f64) {
-        if self.failures > 0 {
-            self.not_before = self.not_before.min(now).max(self.asked_until);
-        }
+        // (Without a failure both moments are 0: nothing changes.)
+        self.not_before = self.not_before.min(now).max(self.asked_until);
     }
 
     /// The moment refreshing waits for after a failure (a backoff, a
     /// `Retry-After`, another tab's), while it is still ahead of `now`.
     pub fn backing_off(&self, now: f64) -> Option<f64> {
-        (self.tokens.is_some() && self.failures > 0 && self.not_before > now)
-            .then_some(self.not_before)
+        // (Without a failure `not_before` is 0.)
+        (self.tokens.is_some() && self.not_before > now).then_some(self.not_before)
     }
 
     /// The skew a response measured ([`Session::measured`]), if one did.

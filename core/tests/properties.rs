@@ -1,6 +1,7 @@
 //! Property tests of the parsers that take untrusted input: whatever comes in,
 //! they return a value or a typed error, never panic. (The long runs are the
 //! cargo-fuzz targets in fuzz/; these are the short version run by `make test`.)
+//! And one of the session's backoff state, which its code relies on.
 #![cfg(not(target_arch = "wasm32"))]
 
 use proptest::prelude::*;
@@ -144,5 +145,50 @@ proptest! {
         let at = token::refresh_at(&t, lead, jitter).unwrap();
         prop_assert!(at <= 1e12 + lifetime);
         prop_assert!(at >= 1e12 + lifetime * (2.0 / 3.0) - lifetime * 0.034);
+    }
+}
+
+proptest! {
+    /// A session waits (backoff, Retry-After, another tab's) only after a
+    /// failure: while `failures()` is 0 nothing holds refreshing back,
+    /// whatever the calls and their values (the session relies on it).
+    #[test]
+    fn a_session_waits_only_after_a_failure(
+        ops in prop::collection::vec((0u8..6, 0.0f64..1e6, any::<f64>()), 0..40),
+    ) {
+        use tokenkeeper_core::session::Session;
+        let t0 = 1.7e12;
+        let mut s = Session::new();
+        for (op, dt, x) in ops {
+            let now = t0 + dt;
+            match op {
+                0 => {
+                    let tokens = TokenSet {
+                        access: "a".into(),
+                        refresh: Some("r".into()),
+                        expires_at: Some(now + 60_000.0),
+                        issued_at: now,
+                    };
+                    s.adopt(tokens, None, 0.5);
+                }
+                1 => {
+                    s.clear();
+                }
+                2 => {
+                    s.transient_failure(now, Some(x), 0.5);
+                }
+                3 => s.defer_until(now, t0 + x),
+                4 => s.network_back(now),
+                _ => {
+                    let _ = s.begin_refresh(now);
+                }
+            }
+            if s.failures() == 0 {
+                prop_assert_eq!(s.backing_off(0.0), None);
+                let mut online = s.clone();
+                online.network_back(now);
+                prop_assert_eq!(online.backing_off(0.0), None);
+            }
+        }
     }
 }
