@@ -118,13 +118,16 @@ simulate: bootstrap
 
 ## Mutation testing of the core (not part of `make test`): cargo-mutants over
 ## tokenkeeper-core with its native tests and the short simulation
-## (.cargo/mutants.toml says which). Prints caught / missed; the list is in
-## mutants.out/. MUTANTS_ARGS passes more (e.g. --file core/src/session.rs).
+## (.cargo/mutants.toml says which), MUTANTS_JOBS at once (about 40 min on 2
+## cores). Prints caught / missed; the lists are in mutants.out/. MUTANTS_ARGS
+## passes more (e.g. --file core/src/session.rs, --shard 1/4, --iterate).
 MUTANTS_ARGS ?=
 MUTANTS_SIM ?= 2000
+MUTANTS_JOBS ?= 2
 mutants: bootstrap
 	@command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
-	SIM_SHORT=$(MUTANTS_SIM) cargo mutants -p tokenkeeper-core --test-package tokenkeeper-core $(MUTANTS_ARGS)
+	SIM_SHORT=$(MUTANTS_SIM) cargo mutants -p tokenkeeper-core --test-package tokenkeeper-core \
+		-j $(MUTANTS_JOBS) $(MUTANTS_ARGS)
 
 ## Benchmarks, side by side with the JS SDKs (not part of `make test`): shipped
 ## size, per-request overhead, refresh storm, new-tab handoff, start-up and
