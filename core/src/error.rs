@@ -59,8 +59,10 @@ pub enum Error {
         /// When the next attempt is planned, in ms from now.
         retry_in_ms: f64,
     },
-    /// Too many refreshes in a short time: refreshing is paused for a while
-    /// (a server answering with already-expired tokens would otherwise loop).
+    /// Refreshing is paused for longer than a call waits: a backoff after
+    /// failures, a server's `Retry-After` (told to this tab or another), or
+    /// too many refreshes in a short time (a server answering with
+    /// already-expired tokens would otherwise loop).
     RefreshThrottled {
         /// When refreshing is allowed again, in ms from now.
         retry_in_ms: f64,
@@ -182,9 +184,9 @@ impl Error {
                 m.push_str(" ms");
             }
             Error::RefreshThrottled { retry_in_ms } => {
-                m.push_str("too many refreshes in a short time; paused for ");
+                m.push_str("refreshing is paused for ");
                 push_number(&mut m, *retry_in_ms as u64);
-                m.push_str(" ms");
+                m.push_str(" ms (a backoff, a Retry-After, or too many refreshes in a short time)");
             }
             Error::Network { during } => push_all(&mut m, &["network error during ", during]),
             Error::Freed => m.push_str("this TokenKeeper was freed"),
