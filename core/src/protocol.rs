@@ -10,7 +10,7 @@
 //! is one every tab accepts: even a message at the largest one (from a
 //! script of the origin that is no honest tab) leaves tabs that rotate on.
 
-use crate::token::TokenSet;
+use crate::token::{TokenSet, MAX_TOKEN_LEN};
 use crate::value::OptValue;
 use alloc::string::String;
 
@@ -114,7 +114,6 @@ pub enum Reject {
 }
 
 const MAX_ID: usize = 64;
-use crate::token::MAX_TOKEN_LEN as MAX_TOKEN;
 
 /// The largest generation, 2^53 − 1: generations travel as JS numbers, in
 /// which every integer up to it is exact. After it comes 1.
@@ -207,13 +206,13 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
     let message = match kind.as_str() {
         "hello" => Message::Hello { gen },
         "session" => {
-            let access = string(entries, "access", MAX_TOKEN)?;
+            let access = string(entries, "access", MAX_TOKEN_LEN)?;
             if access.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
                 return Err(Reject::Malformed);
             }
             let refresh = match OptValue::field(entries, "refresh") {
                 OptValue::Undefined | OptValue::Null => None,
-                _ => Some(string(entries, "refresh", MAX_TOKEN)?),
+                _ => Some(string(entries, "refresh", MAX_TOKEN_LEN)?),
             };
             let expires_at = number(entries, "expiresAt")?;
             let issued_at = number(entries, "issuedAt")?.ok_or(Reject::Malformed)?;
@@ -535,10 +534,16 @@ mod tests {
             decode(&msg(m), "a")
         };
         let long = |n: usize| s(&"x".repeat(n));
-        assert!(with("access", long(MAX_TOKEN)).is_ok(), "16 KiB fits");
-        assert_eq!(with("access", long(MAX_TOKEN + 1)), Err(Reject::Malformed));
-        assert!(with("refresh", long(MAX_TOKEN)).is_ok());
-        assert_eq!(with("refresh", long(MAX_TOKEN + 1)), Err(Reject::Malformed));
+        assert!(with("access", long(MAX_TOKEN_LEN)).is_ok(), "16 KiB fits");
+        assert_eq!(
+            with("access", long(MAX_TOKEN_LEN + 1)),
+            Err(Reject::Malformed)
+        );
+        assert!(with("refresh", long(MAX_TOKEN_LEN)).is_ok());
+        assert_eq!(
+            with("refresh", long(MAX_TOKEN_LEN + 1)),
+            Err(Reject::Malformed)
+        );
         assert!(with("from", long(MAX_ID)).is_ok());
         assert_eq!(with("from", long(MAX_ID + 1)), Err(Reject::Malformed));
     }

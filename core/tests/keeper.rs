@@ -5,9 +5,11 @@ mod sim;
 
 use sim::*;
 use tokenkeeper_core::keeper::{
-    Event, ExpiredReason, LogoutReason, PageEvent, Reply, Source, SyncKind, ASK_WAIT_MS,
-    HOLD_AFTER_BROADCAST_MS, LATE_TIMER_MS,
+    CallId, Command, Env, Event, ExpiredReason, Keeper, LogoutReason, PageEvent, Reply, Source,
+    SyncKind, TokenAnswer, ASK_WAIT_MS, HOLD_AFTER_BROADCAST_MS, LATE_TIMER_MS,
 };
+use tokenkeeper_core::protocol::Message;
+use tokenkeeper_core::token::{RawGrant, Timing};
 use tokenkeeper_core::value::OptValue;
 use tokenkeeper_core::Error;
 
@@ -702,7 +704,7 @@ fn a_freed_keeper_ignores_messages_and_calls() {
     let mut w = logged_in(2, 300.0);
     w.close_tab(1);
     let msg = encode(
-        &tokenkeeper_core::protocol::Message::Session {
+        &Message::Session {
             gen: 99,
             tokens: w.tabs[0]
                 .keeper
@@ -728,7 +730,7 @@ fn a_freed_keeper_ignores_messages_and_calls() {
         f(&mut w.tabs[1].keeper, now, call);
         assert_eq!(
             w.tabs[1].keeper.poll_command(),
-            Some(tokenkeeper_core::keeper::Command::Settle {
+            Some(Command::Settle {
                 call,
                 reply: Reply::Failed(Error::Freed)
             })
@@ -1034,10 +1036,7 @@ fn a_freed_keeper_tells_no_tab_anything() {
         "logout() after free() is refused"
     );
     while let Some(c) = w.tabs[1].keeper.poll_command() {
-        assert!(
-            !matches!(c, tokenkeeper_core::keeper::Command::Post(_)),
-            "{c:?}"
-        );
+        assert!(!matches!(c, Command::Post(_)), "{c:?}");
     }
 }
 
@@ -1046,7 +1045,7 @@ fn a_freed_keeper_tells_no_tab_anything() {
 /// settle the call `Return` and change nothing else, whatever the flags.
 #[test]
 fn responses_the_executor_keeps_to_itself_change_nothing() {
-    use tokenkeeper_core::keeper::{CallId, Command, REJECTED};
+    use tokenkeeper_core::keeper::REJECTED;
     let mut w = logged_in(2, 60.0);
     w.run_for(30_000.0);
     let url = format!("{ORIGIN}/api/me");
@@ -1275,15 +1274,33 @@ fn a_stray_lock_grant_while_sending_is_given_back() {
     w.tabs[0].keeper.handle_lock_granted(now, false);
     let mut released = false;
     while let Some(c) = w.tabs[0].keeper.poll_command() {
-        assert!(
-            matches!(c, tokenkeeper_core::keeper::Command::ReleaseLock),
-            "{c:?}"
-        );
+        assert!(matches!(c, Command::ReleaseLock), "{c:?}");
         released = true;
     }
     assert!(released, "given back");
     assert_eq!(w.wait(0, call, 5_000.0), Some(Reply::Done));
     assert_eq!(w.server.refresh_requests, 1);
+}
+
+/// A keeper driven directly, outside the world: a channel or none (with
+/// Web Locks there either way).
+fn bare_keeper(tabs: bool) -> Keeper {
+    let env = Env {
+        tabs,
+        locks: true,
+        seed: 7,
+    };
+    Keeper::new(settings(&[]), env)
+}
+
+/// A keeper without a channel, logged in at T0 with `server`'s tokens.
+fn alone(server: &mut Server) -> Keeper {
+    let mut k = bare_keeper(false);
+    let grant = server.issue(T0);
+    let timing = instant(T0);
+    k.handle_login_answer(T0, CallId(1), TokenAnswer::Grant { grant, timing });
+    while k.poll_command().is_some() {}
+    k
 }
 
 fn jwt(claims: &str) -> String {
@@ -1294,14 +1311,7 @@ fn jwt(claims: &str) -> String {
 
 #[test]
 fn the_servers_clock_is_measured_by_responses_not_by_restored_tokens() {
-    use tokenkeeper_core::keeper::{CallId, Env, Keeper, TokenAnswer};
-    use tokenkeeper_core::token::{RawGrant, Timing};
-    let env = Env {
-        tabs: true,
-        locks: true,
-        seed: 7,
-    };
-    let mut k = Keeper::new(settings(&[]), env);
+    let mut k = bare_keeper(true);
     // The server's clock is 30 s behind: its Date header says so.
     let server_now = T0 - 30_000.0;
     let grant = RawGrant {
@@ -1310,10 +1320,8 @@ fn the_servers_clock_is_measured_by_responses_not_by_restored_tokens() {
         expires_in: Some(60.0),
     };
     let timing = Timing {
-        sent_at: T0,
-        received_at: T0,
         server_date: Some(server_now),
-        fresh: true,
+        ..instant(T0)
     };
     let login = CallId(1);
     k.handle_login_answer(T0, login, TokenAnswer::Grant { grant, timing });
@@ -1334,23 +1342,8 @@ fn the_servers_clock_is_measured_by_responses_not_by_restored_tokens() {
 
 #[test]
 fn a_tab_without_a_channel_posts_nothing() {
-    use tokenkeeper_core::keeper::{CallId, Command, Env, Keeper, TokenAnswer};
-    use tokenkeeper_core::token::Timing;
-    let env = Env {
-        tabs: false,
-        locks: true,
-        seed: 7,
-    };
-    let mut k = Keeper::new(settings(&[]), env);
     let mut server = Server::new(60.0);
-    let timing = Timing {
-        sent_at: T0,
-        received_at: T0,
-        server_date: None,
-        fresh: true,
-    };
-    let grant = server.issue(T0);
-    k.handle_login_answer(T0, CallId(1), TokenAnswer::Grant { grant, timing });
+    let mut k = alone(&mut server);
     k.refresh(T0 + 10.0, CallId(2));
     let mut sent = false;
     while let Some(c) = k.poll_command() {
@@ -1360,11 +1353,12 @@ fn a_tab_without_a_channel_posts_nothing() {
     }
     assert!(sent, "the refresh went out");
     let grant = server.issue(T0 + 50.0);
+    let timing = instant(T0 + 50.0);
     k.handle_refresh_answer(T0 + 50.0, TokenAnswer::Grant { grant, timing });
     // Nor does it read one: a message that reaches it anyway changes nothing.
     let gen = k.session().generation();
     let tokens = k.session().tokens().cloned().expect("tokens");
-    let newer = tokenkeeper_core::protocol::Message::Logout {
+    let newer = Message::Logout {
         gen: gen + 1,
         reason: "local".into(),
     };
@@ -1400,7 +1394,7 @@ fn a_run_that_took_over_its_own_hold_releases_when_the_hold_ends() {
         .tokens()
         .cloned()
         .expect("tokens");
-    let newer = tokenkeeper_core::protocol::Message::Session {
+    let newer = Message::Session {
         gen: gen + 1,
         tokens,
         until: None,
@@ -1495,7 +1489,7 @@ fn a_caller_waits_out_at_most_three_backoffs_in_a_row() {
     let mut w = logged_in(1, 300.0);
     let gen = w.tabs[0].keeper.session().generation();
     let backoff = |until: f64| {
-        let m = tokenkeeper_core::protocol::Message::Backoff { gen, until };
+        let m = Message::Backoff { gen, until };
         encode(&m, "other-tab")
     };
     w.inject(backoff(w.now + 1_000.0));
@@ -1535,7 +1529,7 @@ fn a_refresh_whose_retry_is_held_off_past_the_call_says_so() {
     assert_eq!(w.server.refresh_requests, 1);
     assert_eq!(w.reply(0, call), None, "a retry is planned");
     let gen = w.tabs[0].keeper.session().generation();
-    let m = tokenkeeper_core::protocol::Message::Backoff {
+    let m = Message::Backoff {
         gen,
         until: w.now + 60_000.0,
     };
@@ -1552,36 +1546,12 @@ fn a_refresh_whose_retry_is_held_off_past_the_call_says_so() {
     assert!(w.tabs[0].authenticated());
 }
 
-/// A keeper alone (no channel, no lock) logged in at T0 with 60 s tokens,
-/// whose caller needs a token at T0 + 61 s; the refresh answer takes
-/// `trip` ms and says `expires_in`. Returns the keeper and whether the
-/// caller got a token, and whether a second refresh went out.
+/// A keeper alone (no channel) logged in at T0 with 60 s tokens, whose
+/// caller needs a token at T0 + 61 s; the refresh answer takes `trip` ms
+/// and says `expires_in`. Returns whether the caller got that answer's
+/// token, and whether a second refresh went out.
 fn a_slow_answer(trip: f64, expires_in: f64) -> (bool, bool) {
-    use tokenkeeper_core::keeper::{CallId, Command, Env, Keeper, TokenAnswer};
-    use tokenkeeper_core::token::{RawGrant, Timing};
-    let env = Env {
-        tabs: false,
-        locks: false,
-        seed: 3,
-    };
-    let mut k = Keeper::new(settings(&[]), env);
-    let mut server = Server::new(60.0);
-    let at = |t: f64| Timing {
-        sent_at: t,
-        received_at: t,
-        server_date: None,
-        fresh: true,
-    };
-    let grant = server.issue(T0);
-    k.handle_login_answer(
-        T0,
-        CallId(1),
-        TokenAnswer::Grant {
-            grant,
-            timing: at(T0),
-        },
-    );
-    while k.poll_command().is_some() {}
+    let mut k = alone(&mut Server::new(60.0));
     let sent = T0 + 61_000.0;
     k.need_token(sent, CallId(2));
     let mut out = false;
@@ -1595,9 +1565,8 @@ fn a_slow_answer(trip: f64, expires_in: f64) -> (bool, bool) {
         expires_in: Some(expires_in),
     };
     let timing = Timing {
-        sent_at: sent,
         received_at: sent + trip,
-        ..at(sent)
+        ..instant(sent)
     };
     k.handle_refresh_answer(sent + trip, TokenAnswer::Grant { grant, timing });
     let (mut token, mut again) = (false, false);

@@ -57,6 +57,16 @@ pub enum Fault {
     Malformed,
 }
 
+/// The timing of an answer that came back at once, at `t` (no `Date`).
+pub fn instant(t: f64) -> Timing {
+    Timing {
+        sent_at: t,
+        received_at: t,
+        server_date: None,
+        fresh: true,
+    }
+}
+
 /// The model token server: one family of refresh tokens, rotated on every
 /// use; presenting a used one revokes the family (RFC 9700 §4.14.2).
 #[derive(Debug, Default)]
@@ -101,12 +111,7 @@ impl Server {
     pub fn refresh(&mut self, now: f64, token: Option<&str>) -> Option<TokenAnswer> {
         self.refresh_requests += 1;
         let fault = self.faults.pop_front();
-        let timing = Timing {
-            sent_at: now,
-            received_at: now,
-            server_date: None,
-            fresh: true,
-        };
+        let timing = instant(now);
         match fault {
             Some(Fault::Drop) => return Some(TokenAnswer::no_answer()),
             Some(Fault::Malformed) => {
@@ -279,12 +284,7 @@ impl World {
     pub fn login(&mut self, tab: usize) {
         let grant = self.server.issue(self.now);
         let now = self.now;
-        let timing = Timing {
-            sent_at: now,
-            received_at: now,
-            server_date: None,
-            fresh: true,
-        };
+        let timing = instant(now);
         let call = self.new_call();
         self.tabs[tab]
             .keeper
