@@ -10,7 +10,7 @@ const now = Date.now;
 const toError = (e) => {
   const err = new Error(e.message);
   err.name = "TokenKeeperError";
-  for (const k of ["code", "status", "error", "retryInMs", "option"]) {
+  for (const k of ["code", "status", "error", "errorDescription", "retryInMs", "option"]) {
     if (e[k] !== undefined) err[k] = e[k];
   }
   return err;
@@ -82,6 +82,35 @@ export const tk_origin = (url) => {
 
 /** The page's own origin (never the `<base>`'s). */
 export const tk_page_origin = () => String(location.origin);
+
+/**
+ * The discovery documents of the page, by URL: one request per issuer for
+ * every keeper of the page (a failed one is asked again).
+ */
+const discoveries = new Map();
+const discover = (url, max) => {
+  let p = discoveries.get(url);
+  if (!p) {
+    p = fetch(url, { headers: { Accept: "application/json" }, credentials: "omit" }).then(
+      async (res) => [res.status, (await res.text()).slice(0, max + 1)],
+      () => [0, undefined],
+    );
+    discoveries.set(url, p);
+    p.then(([status]) => {
+      if (status != 200) discoveries.delete(url);
+    });
+  }
+  return p;
+};
+
+/** The tab's `sessionStorage`, or null where a page may not use it. */
+const storage = () => {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
+  }
+};
 
 /** A call's reply, or its error thrown. */
 const ok = (reply) => {
@@ -155,6 +184,8 @@ export class Shell {
   /** Opens the channel to the other tabs, if the browser has one. */
   constructor(channel) {
     this.name = "tokenkeeper:" + channel;
+    /** Where a login's transaction waits for its callback (this tab only). */
+    this.store = this.name + ":login";
     try {
       this.channel = new BroadcastChannel(this.name);
     } catch {
@@ -190,6 +221,11 @@ export class Shell {
     listen(this.channel, "message", (e) => this.input(() => core.tab(now(), tk_json(e.data, this.message))));
     shells.add(this);
     listenPage();
+    let stored;
+    try {
+      stored = storage()?.getItem(this.store) ?? undefined;
+    } catch {}
+    if (stored !== undefined) core.sweep(now(), stored.slice(0, this.message + 1));
     this.drive();
   }
 
@@ -264,7 +300,36 @@ export class Shell {
         const resolve = this.calls.get(c.id);
         this.calls.delete(c.id);
         if (resolve) resolve(c);
+        break;
       }
+      case "discover":
+        discover(c.url, this.body).then(([status, body]) => this.input(() => this.core.discovered(now(), status, body)));
+        break;
+      case "exchange":
+        exchange(c.q, this.body).then((a) => this.input(() => this.core.answer(now(), c.id, ...a)));
+        break;
+      case "navigate": {
+        const resolve = this.calls.get(c.id);
+        this.calls.delete(c.id);
+        let reply = { r: "done" };
+        try {
+          if (c.tx !== undefined) storage().setItem(this.store, c.tx);
+          location.assign(c.url);
+        } catch (e) {
+          reply = { r: "error", e: { code: "browser_error", message: "loginRedirect: " + (e && e.message) } };
+        }
+        if (resolve) resolve(reply);
+        break;
+      }
+      case "history":
+        try {
+          history.replaceState(history.state, "", c.url);
+        } catch {}
+        break;
+      case "forget":
+        try {
+          storage()?.removeItem(this.store);
+        } catch {}
     }
   }
 
@@ -321,6 +386,36 @@ export class Shell {
     this.drive();
     if (c.e) throw toError(c.e);
     if (c.q) await exchange(c.q, 0);
+  }
+
+  async handleRedirect() {
+    let stored;
+    try {
+      stored = storage()?.getItem(this.store) ?? undefined;
+    } catch {}
+    if (stored !== undefined) stored = stored.slice(0, this.message + 1);
+    const r = ok(await this.call((id) => this.core.handle_redirect(now(), id, String(location.href), stored)));
+    return r.to === undefined ? null : { returnTo: r.to };
+  }
+
+  async loginRedirect(options) {
+    let random = new Uint8Array(64);
+    try {
+      crypto.getRandomValues(random);
+    } catch {
+      // The keeper refuses a login without randomness.
+      random = new Uint8Array(0);
+    }
+    const here = location.pathname + location.search + location.hash;
+    ok(await this.call((id) => this.core.login_redirect(now(), id, here, random, options)));
+  }
+
+  async logoutRedirect(options) {
+    const c = JSON.parse(this.core.logout_redirect(now(), options));
+    this.drive();
+    if (c.e) throw toError(c.e);
+    if (c.q) await exchange(c.q, 0);
+    if (c.go) location.assign(c.go);
   }
 
   on(kind, f) {

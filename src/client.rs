@@ -50,6 +50,12 @@ extern "C" {
     fn refresh_call(this: &Shell) -> Promise;
     #[wasm_bindgen(method, js_name = logout)]
     fn logout_call(this: &Shell) -> Promise;
+    #[wasm_bindgen(method, js_name = handleRedirect)]
+    fn redirect_call(this: &Shell) -> Promise;
+    #[wasm_bindgen(method, js_name = loginRedirect)]
+    fn login_redirect_call(this: &Shell, options: JsValue) -> Promise;
+    #[wasm_bindgen(method, js_name = logoutRedirect)]
+    fn logout_redirect_call(this: &Shell, options: JsValue) -> Promise;
     #[wasm_bindgen(method, js_name = on)]
     fn on_call(this: &Shell, kind: &str, callback: Function) -> Function;
     #[wasm_bindgen(method, js_name = free)]
@@ -211,6 +217,45 @@ impl Core {
     /// `free()`.
     pub fn close(&self) {
         self.keeper.borrow_mut().free();
+    }
+
+    /// The discovery document's answer: its status (0: none) and body text.
+    pub fn discovered(&self, now: f64, status: u16, body: Option<String>) {
+        let body = OptValue::from_json(body.as_deref(), wire::MAX_BODY);
+        self.keeper
+            .borrow_mut()
+            .handle_discovery(now, status, &body);
+    }
+
+    /// `loginRedirect(options)`: `here` is the page's path, `random` the
+    /// bytes of `crypto.getRandomValues`.
+    pub fn login_redirect(&self, now: f64, call: u32, here: &str, random: &[u8], options: JsValue) {
+        let options = from_js(&options, MAX_JSON);
+        self.keeper
+            .borrow_mut()
+            .login_redirect(now, CallId(call), here, random, &options);
+    }
+
+    /// `handleRedirect()` on the page at `href`, with the transaction text
+    /// the tab's `sessionStorage` holds (anything: it is checked).
+    pub fn handle_redirect(&self, now: f64, call: u32, href: &str, stored: Option<String>) {
+        let stored = OptValue::from_json(stored.as_deref(), MAX_JSON);
+        self.keeper
+            .borrow_mut()
+            .handle_redirect(now, CallId(call), href, &stored);
+    }
+
+    /// `logoutRedirect(options)`: what to revoke and where to go, or the
+    /// error (`wire::logout_redirect`).
+    pub fn logout_redirect(&self, now: f64, options: JsValue) -> String {
+        let options = from_js(&options, MAX_JSON);
+        wire::logout_redirect(&mut self.keeper.borrow_mut(), now, &options, &BrowserUrls)
+    }
+
+    /// At start: whether the stored transaction is stale (then forgotten).
+    pub fn sweep(&self, now: f64, stored: Option<String>) -> bool {
+        let stored = OptValue::from_json(stored.as_deref(), MAX_JSON);
+        self.keeper.borrow_mut().stale_transaction(now, &stored)
     }
 }
 
@@ -389,6 +434,64 @@ impl TokenKeeper {
                 reason: "must be a function",
             })?;
         Ok(self.shell.on_call(kind.as_str(), callback))
+    }
+
+    /// On the redirect URI, after the identity provider sent the browser
+    /// back: checks the callback against the login this tab started,
+    /// exchanges the code (once), checks the ID token, shares the session
+    /// with the other tabs and puts the app at the login's `returnTo` with
+    /// `history.replaceState` (no page load). Resolves `{ returnTo }`, or
+    /// `null` when the page is no callback. The callback's parameters leave
+    /// the URL in every case. Rejects with `invalid_callback` (no login of
+    /// this tab's, another `state` or `iss`), `login_failed` (the
+    /// provider's `error` and `errorDescription`, or the `status` of a
+    /// refused exchange), `invalid_id_token` (naming the check), or
+    /// `discovery_failed`.
+    ///
+    /// ```js
+    /// const done = await keeper.handleRedirect();
+    /// if (done) router.replace(done.returnTo);
+    /// ```
+    #[wasm_bindgen(js_name = handleRedirect, unchecked_return_type = "Promise<{ returnTo: string } | null>")]
+    pub fn handle_redirect(&self) -> Promise {
+        self.shell.redirect_call()
+    }
+
+    /// Logs in at the identity provider (`issuer`): navigates the page to
+    /// its authorization endpoint (Authorization Code with PKCE). `returnTo`
+    /// is where `handleRedirect()` puts the app afterwards (a path of this
+    /// origin; default: the current page); `prompt: "none"` signs in
+    /// silently when the provider still has a session (else the callback
+    /// fails with `login_required`).
+    #[wasm_bindgen(js_name = loginRedirect, unchecked_return_type = "Promise<void>")]
+    pub fn login_redirect(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "LoginRedirectOptions")] options: JsValue,
+    ) -> Promise {
+        self.shell.login_redirect_call(options)
+    }
+
+    /// Logs out in every tab, revokes the refresh token at the provider,
+    /// then navigates to its `end_session_endpoint` (RP-initiated logout)
+    /// with `id_token_hint`, `client_id` and `post_logout_redirect_uri`.
+    #[wasm_bindgen(js_name = logoutRedirect, unchecked_return_type = "Promise<void>")]
+    pub fn logout_redirect(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "LogoutRedirectOptions")] options: JsValue,
+    ) -> Promise {
+        self.shell.logout_redirect_call(options)
+    }
+
+    /// The claims of the session's ID token (checked when it came from the
+    /// provider), or `undefined` without one.
+    #[wasm_bindgen(getter, js_name = idTokenClaims, unchecked_return_type = "IdTokenClaims | undefined")]
+    pub fn id_token_claims(&self) -> JsValue {
+        let keeper = self.keeper.borrow();
+        keeper
+            .id_token()
+            .and_then(tokenkeeper_core::oidc::claims_text)
+            .and_then(|text| js_sys::JSON::parse(&text).ok())
+            .unwrap_or(JsValue::UNDEFINED)
     }
 
     /// Whether there is a session.

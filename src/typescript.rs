@@ -9,13 +9,21 @@ use wasm_bindgen::JsCast;
 const TS_TYPES: &'static str = r#"
 /** Options of `new TokenKeeper(options)`. Validated once: an unknown option, a wrong type or an invalid URL throws a TokenKeeperError with code `invalid_option` naming it. */
 export interface TokenKeeperOptions {
-  /** The refresh endpoint (absolute, or relative to the page's location — never to a `<base>`). Required. */
-  refreshUrl: string;
+  /** The refresh endpoint (absolute, or relative to the page's location — never to a `<base>`). Required, unless `issuer` is set. */
+  refreshUrl?: string;
+  /** An OpenID provider's issuer (`https://idp.example.com`; http only on loopback): its endpoints come from `<issuer>/.well-known/openid-configuration`, the login is `loginRedirect()` (Authorization Code + PKCE), refreshes are the RFC 6749 form grant. Needs `clientId` and `redirectUri`; excludes `refreshUrl`, `logoutUrl` and `fields`. */
+  issuer?: string;
+  /** With `issuer`: the route of this app the provider sends the browser back to (same origin), where the app calls `handleRedirect()`. */
+  redirectUri?: string;
+  /** With `issuer`: where the provider sends the browser after `logoutRedirect()`, unless the call says. */
+  postLogoutRedirectUri?: string;
+  /** With `issuer`: more parameters of every authorization request, e.g. `{ audience: "https://api.example.com" }` for Auth0. */
+  authorizationParams?: Record<string, string>;
   /** How the refresh token is sent: `"json"` body (default), RFC 6749 `"form"`, or an HttpOnly `"cookie"` the page never sees. */
   refreshStyle?: "json" | "form" | "cookie";
-  /** `client_id` sent with form-style refreshes. */
+  /** `client_id`: the OAuth client (required with `issuer`; sent with form-style refreshes). */
   clientId?: string;
-  /** `scope` sent with form-style refreshes. */
+  /** `scope`: with `issuer`, the login's (default `"openid"`; add `offline_access` for refresh tokens); otherwise sent with form-style refreshes. */
   scope?: string;
   /** The request header that carries the token (one a page may set: not `Cookie`, `Host`, `Sec-…`, …). Default `"Authorization"`. */
   header?: string;
@@ -33,6 +41,35 @@ export interface TokenKeeperOptions {
   fields?: { accessToken?: string; refreshToken?: string; expiresIn?: string };
   /** The cross-tab channel name. Default `"tokenkeeper"`. */
   channel?: string;
+}
+
+/** `loginRedirect(options)`. */
+export interface LoginRedirectOptions {
+  /** Where `handleRedirect()` puts the app afterwards: a path of this origin (or an absolute URL of it). Default: the current page. */
+  returnTo?: string;
+  /** OpenID `prompt`: `"none"` signs in silently when the provider still has a session (else the callback fails with `login_required`), `"login"` asks again. */
+  prompt?: string;
+  /** OpenID `login_hint`. */
+  loginHint?: string;
+  /** More parameters of this authorization request (over the `authorizationParams` option). */
+  authorizationParams?: Record<string, string>;
+}
+
+/** `logoutRedirect(options)`. */
+export interface LogoutRedirectOptions {
+  /** Where the provider sends the browser afterwards (registered with it). Default: the `postLogoutRedirectUri` option. */
+  postLogoutRedirectUri?: string;
+}
+
+/** The claims of the session's ID token (`keeper.idTokenClaims`). */
+export interface IdTokenClaims {
+  iss: string;
+  sub: string;
+  aud: string | string[];
+  exp: number;
+  iat: number;
+  nonce?: string;
+  [claim: string]: unknown;
 }
 
 /** A token response, as `setTokens` takes it (field names per the `fields` option). */
@@ -69,9 +106,9 @@ export interface ExpiredDetail {
   /** The URL of the request that was refused. */
   url: string;
 }
-/** `logout`: the session ended, here (`"local"`), because the refresh token was refused (`"refresh-failed"`), or in another tab (`"remote"`). */
+/** `logout`: the session ended, here (`"local"`), because the refresh token was refused (`"refresh-failed"`), in another tab (`"remote"`), or because its access token expired with no refresh token to renew it (`"expired"`, every tab). */
 export interface LogoutDetail {
-  reason: "local" | "refresh-failed" | "remote";
+  reason: "local" | "refresh-failed" | "remote" | "expired";
 }
 /** `change`: the session state changed (logged in, new tokens, logged out). */
 export interface ChangeDetail {
@@ -106,7 +143,8 @@ export type TokenKeeperEvent = keyof TokenKeeperEventMap;
 export type TokenKeeperErrorCode =
   | "invalid_option" | "invalid_argument" | "not_authenticated" | "invalid_token_response"
   | "login_failed" | "session_ended" | "refresh_unavailable" | "refresh_throttled"
-  | "network_error" | "freed" | "browser_error";
+  | "network_error" | "freed" | "browser_error"
+  | "discovery_failed" | "invalid_callback" | "invalid_id_token";
 
 /** Every error tokenkeeper throws or rejects with: a real `Error`, told apart by `isTokenKeeperError`. */
 export interface TokenKeeperError extends Error {
@@ -116,6 +154,8 @@ export interface TokenKeeperError extends Error {
   status?: number;
   /** The OAuth `error` the server answered with, if any. */
   error?: string;
+  /** The OAuth `error_description` the identity provider sent back, if any (`login_failed`). */
+  errorDescription?: string;
   /** When a retry is planned, in ms (`refresh_unavailable`, `refresh_throttled`). */
   retryInMs?: number;
   /** The option at fault (`invalid_option`). */

@@ -70,6 +70,27 @@ pub struct Settings {
     pub fields: Fields,
     /// The name of the cross-tab channel (`channel`, default `"tokenkeeper"`).
     pub channel: String,
+    /// An OpenID provider (`issuer` and what goes with it), when the
+    /// session comes from one: the endpoints then come from its discovery
+    /// document ([`crate::oidc`]), and `refresh_url` is its token endpoint
+    /// once that is read (empty before).
+    pub oidc: Option<OidcSettings>,
+}
+
+/// The options of a keeper of an OpenID provider's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The issuer (`issuer`), exactly as its discovery document names it.
+    pub issuer: String,
+    /// Where the provider sends the browser back (`redirectUri`): an
+    /// absolute URL of the page's own origin.
+    pub redirect_uri: String,
+    /// Where the provider sends the browser after `logoutRedirect()`
+    /// (`postLogoutRedirectUri`), unless the call says.
+    pub post_logout_redirect_uri: Option<String>,
+    /// More parameters of every authorization request
+    /// (`authorizationParams`, e.g. Auth0's `audience`).
+    pub authorization_params: Vec<(String, String)>,
 }
 
 /// Default lead time before expiry.
@@ -98,13 +119,17 @@ const KNOWN: &[&str] = &[
     "logoutUrl",
     "fields",
     "channel",
+    "issuer",
+    "redirectUri",
+    "postLogoutRedirectUri",
+    "authorizationParams",
 ];
 
 /// The reason given for an unknown option: it lists the known ones (kept in
 /// step with [`KNOWN`] by a test; a literal, since joining costs wasm bytes).
 const UNKNOWN_OPTION: &str = "unknown option; known options are refreshUrl, refreshStyle, \
 clientId, scope, header, scheme, allowedOrigins, refreshLeadSeconds, renewHeader, logoutUrl, \
-fields, channel";
+fields, channel, issuer, redirectUri, postLogoutRedirectUri, authorizationParams";
 
 impl Settings {
     /// Validates the options object (its own keys and values) into settings.
@@ -114,7 +139,7 @@ impl Settings {
             other => {
                 return Err(Error::option(
                     "options",
-                    &expected("an object with at least refreshUrl", other),
+                    &expected("an object with at least refreshUrl (or issuer)", other),
                 ))
             }
         };
@@ -128,11 +153,19 @@ impl Settings {
         }
         let get = |name: &str| OptValue::field(entries, name);
 
+        let oidc = oidc_options(&get, urls)?;
         let refresh_url = match get("refreshUrl") {
-            OptValue::Undefined => return Err(Error::option("refreshUrl", "is required")),
+            OptValue::Undefined if oidc.is_some() => String::new(),
+            OptValue::Undefined => {
+                return Err(Error::option(
+                    "refreshUrl",
+                    "is required (or issuer, for an OpenID provider)",
+                ))
+            }
             v => url_option("refreshUrl", v, urls)?,
         };
         let refresh_style = match get("refreshStyle") {
+            OptValue::Undefined if oidc.is_some() => RefreshStyle::Form,
             OptValue::Undefined => RefreshStyle::Json,
             OptValue::Str(s) if s == "json" => RefreshStyle::Json,
             OptValue::Str(s) if s == "form" => RefreshStyle::Form,
@@ -146,6 +179,20 @@ impl Settings {
         };
         let client_id = opt_string("clientId", get("clientId"))?;
         let scope = opt_string("scope", get("scope"))?;
+        if oidc.is_some() {
+            if client_id.as_deref().is_none_or(str::is_empty) {
+                return Err(Error::option("clientId", "is required with issuer"));
+            }
+            if scope
+                .as_deref()
+                .is_some_and(|s| !s.split(' ').any(|w| w == "openid"))
+            {
+                return Err(Error::option(
+                    "scope",
+                    "must include openid with issuer (e.g. \"openid profile offline_access\")",
+                ));
+            }
+        }
         let header = match get("header") {
             OptValue::Undefined => "Authorization".to_string(),
             v => {
@@ -255,6 +302,7 @@ impl Settings {
             logout_url,
             fields,
             channel,
+            oidc,
         })
     }
 
@@ -399,6 +447,105 @@ fn url_option(name: &str, v: &OptValue, urls: &dyn UrlResolver) -> Result<String
         }
         why => Error::option(name, why),
     })
+}
+
+/// The options that only an OpenID provider's keeper takes (`issuer`,
+/// `redirectUri`, `postLogoutRedirectUri`, `authorizationParams`), and the
+/// ones it does not (its endpoints come from discovery).
+fn oidc_options<'a>(
+    get: &dyn Fn(&str) -> &'a OptValue,
+    urls: &dyn UrlResolver,
+) -> Result<Option<OidcSettings>, Error> {
+    let issuer = match get("issuer") {
+        OptValue::Undefined => {
+            for name in [
+                "redirectUri",
+                "postLogoutRedirectUri",
+                "authorizationParams",
+            ] {
+                if !matches!(get(name), OptValue::Undefined) {
+                    return Err(Error::option(name, "is only used with issuer"));
+                }
+            }
+            return Ok(None);
+        }
+        OptValue::Str(s) if crate::oidc::is_secure_url(s) && !s.contains('?') => s.clone(),
+        OptValue::Str(s) => {
+            let mut r =
+                String::from("must be an https URL with no query (http only on loopback), got ");
+            r.push_str(&quoted(s));
+            return Err(Error::option("issuer", &r));
+        }
+        v => return Err(Error::option("issuer", &expected("a URL string", v))),
+    };
+    for name in ["refreshUrl", "logoutUrl", "fields"] {
+        if !matches!(get(name), OptValue::Undefined) {
+            return Err(Error::option(
+                name,
+                "is not used with issuer (the endpoints come from its discovery document)",
+            ));
+        }
+    }
+    if !matches!(get("refreshStyle"), OptValue::Undefined)
+        && !matches!(get("refreshStyle"), OptValue::Str(s) if s == "form")
+    {
+        return Err(Error::option(
+            "refreshStyle",
+            "is \"form\" with issuer (the RFC 6749 refresh grant)",
+        ));
+    }
+    let redirect_uri = match get("redirectUri") {
+        OptValue::Undefined => return Err(Error::option("redirectUri", "is required with issuer")),
+        v => url_option("redirectUri", v, urls)?,
+    };
+    if urls.origin(&redirect_uri).as_deref() != Some(urls.page_origin().as_str()) {
+        return Err(Error::option(
+            "redirectUri",
+            "must be a URL of the page's own origin (a route of the app)",
+        ));
+    }
+    let post_logout_redirect_uri = match get("postLogoutRedirectUri") {
+        OptValue::Undefined | OptValue::Null => None,
+        v => Some(url_option("postLogoutRedirectUri", v, urls)?),
+    };
+    let authorization_params = params_option("authorizationParams", get("authorizationParams"))?;
+    Ok(Some(OidcSettings {
+        issuer,
+        redirect_uri,
+        post_logout_redirect_uri,
+        authorization_params,
+    }))
+}
+
+/// More parameters of an authorization request: an object of strings,
+/// none of them one tokenkeeper writes ([`crate::oidc::RESERVED_PARAMS`]).
+pub(crate) fn params_option(name: &str, v: &OptValue) -> Result<Vec<(String, String)>, Error> {
+    let entries = match v {
+        OptValue::Undefined | OptValue::Null => return Ok(Vec::new()),
+        OptValue::Map(entries) => entries,
+        v => return Err(Error::option(name, &expected("an object of strings", v))),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        if crate::oidc::RESERVED_PARAMS.contains(&key.as_str()) {
+            let mut r = String::from("may not set ");
+            r.push_str(&quoted(key));
+            r.push_str(" (tokenkeeper writes it)");
+            return Err(Error::option(name, &r));
+        }
+        match value {
+            OptValue::Str(s) if !key.is_empty() => out.push((key.clone(), s.clone())),
+            OptValue::Undefined => {}
+            _ => {
+                let mut r = String::from("each value must be a string, got ");
+                r.push_str(value.type_name());
+                r.push_str(" for ");
+                r.push_str(&quoted(key));
+                return Err(Error::option(name, &r));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// RFC 9110 token characters, the ones a header name may use.

@@ -35,12 +35,35 @@ pub enum Error {
         /// What was wrong with the response.
         reason: &'static str,
     },
-    /// Logging in was refused by the server.
+    /// Logging in was refused: by the login endpoint or the token endpoint
+    /// (with its HTTP status), or by the identity provider, which sent the
+    /// browser back with an `error` (status 0).
     LoginFailed {
-        /// The HTTP status of the answer.
+        /// The HTTP status of the answer; 0 for an error the provider sent
+        /// back to the redirect URI.
         status: u16,
         /// The OAuth-style `error` field of the answer, if any.
         oauth_error: Option<String>,
+        /// The OAuth `error_description`, if any.
+        description: Option<String>,
+    },
+    /// The OpenID provider's discovery document could not be read, or is
+    /// not one this client can use.
+    DiscoveryFailed {
+        /// What was wrong.
+        reason: String,
+    },
+    /// `handleRedirect()` found a callback that is not the answer to a
+    /// login this tab started (no pending login, another `state`, another
+    /// `iss`, too old).
+    InvalidCallback {
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The ID token of a login or a refresh failed a check.
+    InvalidIdToken {
+        /// The check that failed.
+        check: &'static str,
     },
     /// The refresh endpoint refused the refresh token: the session has ended.
     SessionEnded {
@@ -98,12 +121,16 @@ impl Error {
             Error::Network { .. } => "network_error",
             Error::Freed => "freed",
             Error::Browser { .. } => "browser_error",
+            Error::DiscoveryFailed { .. } => "discovery_failed",
+            Error::InvalidCallback { .. } => "invalid_callback",
+            Error::InvalidIdToken { .. } => "invalid_id_token",
         }
     }
 
     /// The HTTP status involved, if any.
     pub fn status(&self) -> Option<u16> {
         match self {
+            Error::LoginFailed { status: 0, .. } => None,
             Error::LoginFailed { status, .. }
             | Error::SessionEnded { status, .. }
             | Error::RefreshUnavailable { status, .. } => Some(*status),
@@ -117,6 +144,14 @@ impl Error {
             Error::LoginFailed { oauth_error, .. }
             | Error::SessionEnded { oauth_error, .. }
             | Error::RefreshUnavailable { oauth_error, .. } => oauth_error.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The OAuth `error_description` the provider gave, if any.
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            Error::LoginFailed { description, .. } => description.as_deref(),
             _ => None,
         }
     }
@@ -152,12 +187,33 @@ impl Error {
                 );
             }
             Error::LoginFailed {
+                status: 0,
+                oauth_error,
+                description,
+            } => {
+                m.push_str("the identity provider refused the login");
+                push_oauth(&mut m, oauth_error);
+                if let Some(d) = description {
+                    push_all(&mut m, &[": ", d]);
+                }
+            }
+            Error::LoginFailed {
                 status,
                 oauth_error,
+                ..
             } => {
                 m.push_str("login failed with HTTP ");
                 push_number(&mut m, u64::from(*status));
                 push_oauth(&mut m, oauth_error);
+            }
+            Error::DiscoveryFailed { reason } => {
+                push_all(&mut m, &["OpenID discovery failed: ", reason]);
+            }
+            Error::InvalidCallback { reason } => {
+                push_all(&mut m, &["not a callback of this tab's login: ", reason]);
+            }
+            Error::InvalidIdToken { check } => {
+                push_all(&mut m, &["the ID token failed a check: ", check]);
             }
             Error::SessionEnded {
                 status,

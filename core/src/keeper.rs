@@ -36,6 +36,7 @@
 use crate::config::{RefreshStyle, Settings};
 use crate::error::Error;
 use crate::json::ceil;
+use crate::oidc::{Discovery, Transaction};
 use crate::planted::{Fault, Planted};
 use crate::protocol::{self, Apply, Message};
 use crate::session::{self, After401, FailureClass, Read, Session};
@@ -94,6 +95,8 @@ pub const NO_CORS: &str = "no-cors";
 /// is told so ([`crate::wire::executor_config`]) and hands it to the app
 /// without asking ([`Keeper::response`] would only settle it `Return`).
 pub const REJECTED: u16 = 401;
+
+mod provider;
 
 /// What the browser around the keeper has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +159,9 @@ pub enum LogoutReason {
     RefreshFailed,
     /// It ended in another tab.
     Remote,
+    /// The access token expired and there was no refresh token to renew it
+    /// (an OpenID provider that issued none: ask for `offline_access`).
+    Expired,
 }
 
 impl LogoutReason {
@@ -165,6 +171,7 @@ impl LogoutReason {
             LogoutReason::Local => "local",
             LogoutReason::RefreshFailed => "refresh-failed",
             LogoutReason::Remote => "remote",
+            LogoutReason::Expired => "expired",
         }
     }
 }
@@ -356,6 +363,9 @@ pub enum Reply {
     Done,
     /// `ready`: whether there is a session.
     Ready(bool),
+    /// `handleRedirect`: the app's path after a callback it handled (the
+    /// page is there already), or `None` when the page was no callback.
+    Redirected(Option<String>),
     /// The call fails with this error.
     Failed(Error),
 }
@@ -452,6 +462,42 @@ pub enum Command {
         /// How it ends.
         reply: Reply,
     },
+    /// Fetch the OpenID provider's discovery document (once per page: the
+    /// executor keeps a good answer for every keeper of the issuer) and
+    /// report it with [`Keeper::handle_discovery`].
+    Discover {
+        /// `<issuer>/.well-known/openid-configuration`.
+        url: String,
+    },
+    /// Exchange an authorization code at the token endpoint (once: never
+    /// retried, a second use revokes the grant at a strict provider) and
+    /// report the answer with [`Keeper::handle_login_answer`].
+    Exchange {
+        /// The `handleRedirect()` call.
+        call: CallId,
+        /// The code.
+        code: String,
+        /// The PKCE code verifier.
+        verifier: String,
+    },
+    /// Keep the login's transaction in the tab's `sessionStorage`, then
+    /// navigate the page to `url` and settle `call` (or settle it with the
+    /// browser's error when the storage refuses).
+    Navigate {
+        /// The `loginRedirect()` call.
+        call: CallId,
+        /// The authorization request.
+        url: String,
+        /// The transaction to keep for the callback.
+        transaction: Option<Transaction>,
+    },
+    /// Replace the page's URL (`history.replaceState`, no page load).
+    History {
+        /// The URL, absolute or a path of the page's origin.
+        url: String,
+    },
+    /// Remove the login's transaction from the tab's `sessionStorage`.
+    Forget,
 }
 
 /// A page event the keeper reacts to.
@@ -576,6 +622,25 @@ pub struct Keeper {
     asked_late: bool,
     out: VecDeque<Command>,
     planted: Planted,
+    /// The OpenID provider's discovery, with an `issuer`.
+    discovery: Disc,
+    /// Calls that wait for the discovery.
+    after_discovery: Vec<provider::Pending>,
+    /// Code exchanges out: the `handleRedirect()` calls and their logins.
+    exchanges: Vec<provider::Exchange>,
+}
+
+/// Where the discovery of an OpenID provider is.
+#[derive(Debug, Clone, PartialEq)]
+enum Disc {
+    /// No provider (no `issuer`).
+    NotNeeded,
+    /// Asked for.
+    Pending,
+    /// Read and checked.
+    Done(Discovery),
+    /// Failed: asked again by the next call that needs it.
+    Failed(Error),
 }
 
 impl Keeper {
@@ -597,8 +662,12 @@ impl Keeper {
             asked_late: false,
             out: VecDeque::new(),
             planted: Planted::default(),
+            discovery: Disc::NotNeeded,
+            after_discovery: Vec::new(),
+            exchanges: Vec::new(),
         };
         keeper.tab_id = keeper.random_id();
+        keeper.discover();
         keeper
     }
 
@@ -627,6 +696,9 @@ impl Keeper {
 
     /// When the next silent refresh is planned (local clock), if one is.
     pub fn refresh_at(&self) -> Option<f64> {
+        if self.cannot_refresh() {
+            return None;
+        }
         self.session.refresh_at(self.settings.refresh_lead_ms)
     }
 
@@ -716,6 +788,9 @@ impl Keeper {
         if self.freed {
             return self.settle(call, Reply::Failed(Error::Freed));
         }
+        if self.needs_discovery(provider::Pending::Ready(call)) {
+            return;
+        }
         if !self.session.is_authenticated() && self.env.tabs {
             self.post(Message::Hello {
                 gen: self.session.generation(),
@@ -731,6 +806,10 @@ impl Keeper {
 
     /// The answer to `login()`'s request; settles with [`Reply::Done`].
     pub fn handle_login_answer(&mut self, now: f64, call: CallId, answer: TokenAnswer) {
+        if let Some(i) = self.exchanges.iter().position(|e| e.call == call) {
+            let exchange = self.exchanges.swap_remove(i);
+            return self.exchanged(now, exchange, answer);
+        }
         let (grant, timing) = match answer {
             TokenAnswer::Grant { grant, timing } => (grant, timing),
             TokenAnswer::Failure {
@@ -745,6 +824,7 @@ impl Keeper {
                     (status, None) => Error::LoginFailed {
                         status,
                         oauth_error,
+                        description: None,
                     },
                 };
                 return self.settle(call, Reply::Failed(error));
@@ -767,6 +847,7 @@ impl Keeper {
     /// current session is kept.
     pub fn set_tokens(&mut self, now: f64, grant: RawGrant) -> Result<(), Error> {
         self.open()?;
+        self.discovered()?;
         // Tokens the app kept or restored: no response just issued them, so
         // their `iat` says nothing of the server's clock now.
         let timing = Timing {
@@ -879,6 +960,19 @@ impl Keeper {
         let (Some(url), Some(tokens)) = (self.settings.logout_url.clone(), tokens) else {
             return Ok(None);
         };
+        if self.settings.oidc.is_some() {
+            // RFC 7009: the refresh token revoked (the grant with it), or
+            // the access token when there is none; no token attached.
+            let (access, refresh) = match tokens.refresh {
+                Some(rt) => (None, Some(rt)),
+                None => (Some(tokens.access), None),
+            };
+            return Ok(Some(LogoutNotice {
+                url,
+                access,
+                refresh,
+            }));
+        }
         let access = self.settings.is_allowed_url(&url).then_some(tokens.access);
         Ok(Some(LogoutNotice {
             url,
@@ -911,6 +1005,9 @@ impl Keeper {
         }
         for r in core::mem::take(&mut self.readies) {
             self.settle(r.call, Reply::Ready(false));
+        }
+        for p in core::mem::take(&mut self.after_discovery) {
+            self.settle(p.call(), Reply::Failed(Error::Freed));
         }
     }
 
@@ -970,6 +1067,13 @@ impl Keeper {
         let Ok(envelope) = protocol::decode(data, &self.tab_id) else {
             return;
         };
+        // An OpenID provider's session is taken only once its endpoints are
+        // known, and only with an ID token of this client from this issuer.
+        if let Message::Session { tokens, .. } = &envelope.message {
+            if !self.takes_from_tab(tokens) {
+                return;
+            }
+        }
         let generation = self.session.generation();
         let mut apply = protocol::apply(&envelope.message, generation, self.session.tokens());
         if self.planted.is(Fault::AdoptOlder) && matches!(envelope.message, Message::Session { .. })
@@ -1006,8 +1110,14 @@ impl Keeper {
                 }
                 SyncKind::Adopted
             }
-            (Apply::EndSession, Message::Logout { gen, .. }) => {
-                self.end_session(LogoutReason::Remote);
+            (Apply::EndSession, Message::Logout { gen, reason }) => {
+                // Every tab says of a lapsed session that it expired.
+                let reason = if reason == LogoutReason::Expired.as_str() {
+                    LogoutReason::Expired
+                } else {
+                    LogoutReason::Remote
+                };
+                self.end_session_as(reason, false);
                 self.session.advance_to(gen);
                 SyncKind::Logout
             }
@@ -1083,6 +1193,10 @@ impl Keeper {
 
     /// The planned refresh moment, after any quiet period.
     fn planned(&self) -> Option<f64> {
+        if self.cannot_refresh() {
+            // The session's end: no refresh token renews it.
+            return self.session.expires_at();
+        }
         self.refresh_at().map(|at| at.max(self.quiet_until))
     }
 
@@ -1090,6 +1204,9 @@ impl Keeper {
     fn tick(&mut self, now: f64) {
         // (While a refresh is in flight this joins it, which changes nothing.)
         if !self.freed && self.planned().is_some_and(|at| now >= at) {
+            if self.cannot_refresh() {
+                return self.end_session(LogoutReason::Expired);
+            }
             self.join_run(now, Why::Ahead, None);
         }
     }
@@ -1193,6 +1310,22 @@ impl Keeper {
             return self.finish(now, Err(Error::NotAuthenticated));
         }
         let gen = self.session.generation();
+        if why != Why::Join && self.cannot_refresh() {
+            // An OpenID session without a refresh token lives as long as
+            // its access token, then ends in every tab.
+            if self.session.is_expired(now) {
+                self.end_session(LogoutReason::Expired);
+                return self.finish(now, Err(Error::NotAuthenticated));
+            }
+            let result = if why != Why::Needed {
+                Ok(gen)
+            } else {
+                Err(Error::InvalidTokenResponse {
+                    reason: provider::NO_REFRESH_TOKEN,
+                })
+            };
+            return self.finish(now, result);
+        }
         match self.session.begin_refresh(now) {
             Ok(()) => {}
             // A caller that needs a token waits out a short backoff (a
@@ -1253,6 +1386,17 @@ impl Keeper {
                 let expires_in = grant.expires_in;
                 match token::accept_grant(grant, timing, sent) {
                     Ok(mut tokens) => {
+                        if let Err(e) = self.check_refreshed_id(&mut tokens, timing) {
+                            // Another user's tokens, or a provider that
+                            // breaks its promises: the session ends.
+                            self.emit(Event::RefreshError {
+                                error: e.clone(),
+                                retrying: false,
+                                retry_in_ms: None,
+                            });
+                            self.end_session(LogoutReason::RefreshFailed);
+                            return self.finish(now, Err(e));
+                        }
                         // The server's clock does not move against ours from
                         // one refresh to the next: a token whose `iat` says
                         // otherwise was issued earlier (a grace-window reuse
@@ -1549,8 +1693,7 @@ impl Keeper {
         }
         let grant = RawGrant {
             access_token: Some(access),
-            refresh_token: None,
-            expires_in: None,
+            ..RawGrant::default()
         };
         let timing = Timing {
             sent_at,
@@ -1558,7 +1701,8 @@ impl Keeper {
             server_date,
             fresh: true,
         };
-        if let Ok(tokens) = token::accept_grant(grant, timing, self.session.refresh_token()) {
+        if let Ok(mut tokens) = token::accept_grant(grant, timing, self.session.refresh_token()) {
+            tokens.id = self.session.tokens().and_then(|t| t.id.clone());
             self.adopt(tokens, None, Source::RenewHeader);
         }
     }
@@ -1566,8 +1710,13 @@ impl Keeper {
     /// Ends the session (if there is one) and says why; tells the other
     /// tabs unless it ended in another tab.
     fn end_session(&mut self, reason: LogoutReason) {
+        self.end_session_as(reason, reason != LogoutReason::Remote);
+    }
+
+    /// [`Keeper::end_session`]; `tell`: whether the other tabs are told.
+    fn end_session_as(&mut self, reason: LogoutReason, tell: bool) {
         let had = self.session.clear();
-        if reason != LogoutReason::Remote {
+        if tell {
             self.post(Message::Logout {
                 gen: self.session.generation(),
                 reason: reason.as_str().into(),

@@ -36,12 +36,14 @@ pub mod config;
 pub mod error;
 pub mod json;
 pub mod keeper;
+pub mod oidc;
 #[cfg(feature = "planted-faults")]
 pub mod planted;
 #[cfg(not(feature = "planted-faults"))]
 mod planted;
 pub mod protocol;
 pub mod session;
+pub mod sha256;
 pub mod testing;
 pub mod token;
 pub mod value;

@@ -214,6 +214,10 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
                 OptValue::Undefined | OptValue::Null => None,
                 _ => Some(string(entries, "refresh", MAX_TOKEN_LEN)?),
             };
+            let id = match OptValue::field(entries, "id") {
+                OptValue::Undefined | OptValue::Null => None,
+                _ => Some(string(entries, "id", MAX_TOKEN_LEN)?),
+            };
             let expires_at = number(entries, "expiresAt")?;
             let issued_at = number(entries, "issuedAt")?.ok_or(Reject::Malformed)?;
             let until = number(entries, "until")?;
@@ -225,6 +229,7 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
                     refresh,
                     expires_at,
                     issued_at,
+                    id,
                 },
                 until,
                 skew,
@@ -357,7 +362,8 @@ mod tests {
                     access: "a.b.c".into(),
                     refresh: Some("r1".into()),
                     expires_at: Some(2000.0),
-                    issued_at: 1000.0
+                    issued_at: 1000.0,
+                    id: None,
                 },
                 until: None,
                 skew: None,
@@ -479,6 +485,7 @@ mod tests {
             refresh: None,
             expires_at: None,
             issued_at: 0.0,
+            id: None,
         };
         let sess = |gen| Message::Session {
             gen,
@@ -606,6 +613,7 @@ mod tests {
             refresh: None,
             expires_at: None,
             issued_at,
+            id: None,
         };
         assert!(wins_tie(&t("a", 2.0), &t("b", 1.0)));
         assert!(!wins_tie(&t("b", 1.0), &t("a", 2.0)));

@@ -389,6 +389,7 @@ mod tests {
             refresh: Some("r".into()),
             expires_at: Some(T0 + lifetime_ms),
             issued_at: T0,
+            id: None,
         }
     }
 
@@ -567,6 +568,7 @@ mod tests {
                 refresh: None,
                 expires_at: Some(exp * 1000.0 + skew),
                 issued_at: T0,
+                id: None,
             }
         };
         let mut s = Session::new();

@@ -16,6 +16,8 @@ pub struct RawGrant {
     /// The `expires_in` field in seconds, if present: a number (or a numeric
     /// string), or NaN for any other value (refused, as a negative one is).
     pub expires_in: Option<f64>,
+    /// The `id_token` field (OpenID Connect), if it was a string.
+    pub id_token: Option<String>,
 }
 
 /// When a token response was obtained, as the browser and the server saw it.
@@ -45,6 +47,8 @@ pub struct TokenSet {
     pub expires_at: Option<f64>,
     /// When the access token was obtained, local clock (ms since epoch).
     pub issued_at: f64,
+    /// The ID token of an OpenID provider's session (checked when it came).
+    pub id: Option<String>,
 }
 
 impl core::fmt::Debug for TokenSet {
@@ -55,6 +59,7 @@ impl core::fmt::Debug for TokenSet {
             .field("refresh", &self.refresh.as_ref().map(|_| "<redacted>"))
             .field("expires_at", &self.expires_at)
             .field("issued_at", &self.issued_at)
+            .field("id", &self.id.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -87,7 +92,7 @@ pub fn decode_claims(token: &str) -> Option<Claims> {
     if parts.next().is_some() {
         return None;
     }
-    let bytes = base64url(payload.trim_end_matches('=').as_bytes())?;
+    let bytes = base64url_decode(payload.trim_end_matches('=').as_bytes())?;
     let [exp, iat] = json::object_numbers(&bytes, ["exp", "iat"])?;
     Some(Claims { exp, iat })
 }
@@ -95,7 +100,7 @@ pub fn decode_claims(token: &str) -> Option<Claims> {
 /// Decodes unpadded base64url (RFC 4648 §5), strictly: any other character,
 /// or a length no encoding produces, is `None`. (A few lines here instead of
 /// a crate: this is the only decoding the wasm needs.)
-fn base64url(text: &[u8]) -> Option<alloc::vec::Vec<u8>> {
+pub(crate) fn base64url_decode(text: &[u8]) -> Option<alloc::vec::Vec<u8>> {
     if text.len() % 4 == 1 {
         return None;
     }
@@ -201,12 +206,21 @@ pub fn accept_grant(
         }
         other => other,
     };
+    let id = match raw.id_token {
+        Some(t) if t.len() > MAX_TOKEN_LEN => {
+            return Err(Error::InvalidTokenResponse {
+                reason: "the ID token is too long",
+            })
+        }
+        other => other.filter(|t| !t.is_empty()),
+    };
     let expires_at = expiry(&access, expires_in, timing);
     Ok(TokenSet {
         access,
         refresh,
         expires_at,
         issued_at: timing.sent_at,
+        id,
     })
 }
 
@@ -315,12 +329,12 @@ mod tests {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         for len in 0..40 {
             let data: alloc::vec::Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(base64url(e.encode(&data).as_bytes()), Some(data));
+            assert_eq!(base64url_decode(e.encode(&data).as_bytes()), Some(data));
         }
-        assert_eq!(base64url(b"a"), None);
-        assert_eq!(base64url(b"ab+/"), None);
-        assert_eq!(base64url(b"ab=="), None);
-        assert_eq!(base64url(b"AB"), None, "non-zero leftover bits");
+        assert_eq!(base64url_decode(b"a"), None);
+        assert_eq!(base64url_decode(b"ab+/"), None);
+        assert_eq!(base64url_decode(b"ab=="), None);
+        assert_eq!(base64url_decode(b"AB"), None, "non-zero leftover bits");
     }
 
     #[test]
@@ -346,6 +360,7 @@ mod tests {
             access_token: Some("opaque".into()),
             refresh_token: Some("r1".into()),
             expires_in: Some(30.0),
+            id_token: None,
         };
         let t = accept_grant(g, timing(0.0), None).unwrap();
         assert_eq!(t.expires_at, Some(T0 + 30_000.0));
@@ -469,6 +484,7 @@ mod tests {
             access_token: Some("a2".into()),
             refresh_token: None,
             expires_in: Some(5.0),
+            id_token: None,
         };
         let t = accept_grant(g.clone(), timing(0.0), Some("r-old".into())).unwrap();
         assert_eq!(t.refresh.as_deref(), Some("r-old"));
@@ -484,10 +500,10 @@ mod tests {
     #[test]
     fn base64url_refuses_lengths_no_encoder_writes() {
         for bad in ["A", "AAAAA", "AAAAAAAAA"] {
-            assert_eq!(base64url(bad.as_bytes()), None, "{bad}");
+            assert_eq!(base64url_decode(bad.as_bytes()), None, "{bad}");
         }
-        assert_eq!(base64url(b"AA"), Some(alloc::vec![0]));
-        assert_eq!(base64url(b""), Some(alloc::vec![]));
+        assert_eq!(base64url_decode(b"AA"), Some(alloc::vec![0]));
+        assert_eq!(base64url_decode(b""), Some(alloc::vec![]));
     }
 
     #[test]
@@ -530,6 +546,7 @@ mod tests {
             access_token: Some("a".repeat(access)),
             refresh_token: Some("r".repeat(refresh)),
             expires_in: Some(60.0),
+            id_token: None,
         };
         assert!(accept_grant(grant(MAX_TOKEN_LEN, MAX_TOKEN_LEN), timing(0.0), None).is_ok());
         assert_eq!(
@@ -566,6 +583,7 @@ mod tests {
             refresh: None,
             expires_at: Some(T0 + 3_000.0),
             issued_at: T0,
+            id: None,
         };
         // 60 s lead on a 3 s token: bounded to a third of the lifetime.
         assert_eq!(refresh_at(&t, 60_000.0, 0.0), Some(T0 + 2_000.0));
@@ -592,6 +610,7 @@ mod tests {
             refresh: Some("secret-refresh".into()),
             expires_at: None,
             issued_at: 0.0,
+            id: None,
         };
         let s = format!("{t:?}");
         assert!(!s.contains("secret"));
@@ -616,6 +635,7 @@ mod tests {
             access_token: Some(access.clone()),
             refresh_token: None,
             expires_in: None,
+            id_token: None,
         };
         let read = accept_grant(g, timing, None).unwrap();
         // Read alone, it lives its full 30 s from now: 6 s too long.

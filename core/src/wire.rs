@@ -17,10 +17,16 @@
 //! | `post` | `m`: the tab message | posts it on the channel |
 //! | `emit` | `k`: the event, `d`: its detail | calls the event's listeners |
 //! | `settle` | `id`, `r` and the reply's fields | ends the waiting call |
+//! | `discover` | `url` | fetches the discovery document (once per page), answers with it |
+//! | `exchange` | `id`, `q`: the [code exchange](code_request) | sends it once, answers `id` with the response |
+//! | `navigate` | `id`, `url`, `tx`: the [transaction](transaction_json) | keeps `tx` in `sessionStorage`, goes to `url`, ends `id` |
+//! | `history` | `url` | `history.replaceState` to it |
+//! | `forget` | | removes the transaction from `sessionStorage` |
 
 use crate::config::{http_url, Fields, RefreshStyle, Settings, UrlResolver};
 use crate::error::Error;
 use crate::keeper::{Command, Event, Keeper, LogoutNotice, Reply, TokenAnswer};
+use crate::oidc::Transaction;
 use crate::protocol::{Message, VERSION};
 use crate::token::{RawGrant, Timing};
 use crate::value::{OptValue, MAX_JSON, TOO_LARGE};
@@ -317,6 +323,7 @@ pub fn grant(body: &OptValue, fields: &Fields) -> Option<(RawGrant, Option<Strin
             access_token: string(&fields.access_token),
             refresh_token: string(&fields.refresh_token),
             expires_in,
+            id_token: string("id_token"),
         },
         string("error"),
     ))
@@ -380,9 +387,75 @@ pub fn command(command: &Command, tab_id: &str, settings: &Settings) -> String {
             w.str("c", "settle").num("id", f64::from(call.0));
             self::reply(&mut w, reply, settings);
         }
+        Command::Discover { url } => {
+            w.str("c", "discover").str("url", url);
+        }
+        Command::Exchange {
+            call,
+            code,
+            verifier,
+        } => {
+            w.str("c", "exchange").num("id", f64::from(call.0));
+            w.key("q");
+            w.out.push_str(&code_request(settings, code, verifier));
+        }
+        Command::Navigate {
+            call,
+            url,
+            transaction,
+        } => {
+            w.str("c", "navigate")
+                .num("id", f64::from(call.0))
+                .str("url", url);
+            if let Some(tx) = transaction {
+                w.str("tx", &transaction_json(tx));
+            }
+        }
+        Command::History { url } => {
+            w.str("c", "history").str("url", url);
+        }
+        Command::Forget => {
+            w.str("c", "forget");
+        }
     }
     w.done()
 }
+
+/// A login's transaction as the tab keeps it in `sessionStorage` (read
+/// back with [`crate::oidc::read_transaction`]).
+pub fn transaction_json(tx: &Transaction) -> String {
+    let mut w = Writer::new();
+    w.str("state", &tx.state)
+        .str("nonce", &tx.nonce)
+        .str("verifier", &tx.verifier)
+        .str("returnTo", &tx.return_to)
+        .num("at", tx.at)
+        .str("issuer", &tx.issuer)
+        .str("clientId", &tx.client_id);
+    w.done()
+}
+
+/// The code exchange (RFC 6749 §4.1.3 with the PKCE verifier), a form
+/// `POST` to the token endpoint with the client's id and no cookies.
+pub fn code_request(settings: &Settings, code: &str, verifier: &str) -> String {
+    let mut body = String::from("grant_type=authorization_code&code=");
+    form_value(&mut body, code);
+    let redirect = settings.oidc.as_ref().map(|o| o.redirect_uri.as_str());
+    for (key, value) in [
+        ("&redirect_uri=", redirect),
+        ("&client_id=", settings.client_id.as_deref()),
+        ("&code_verifier=", Some(verifier)),
+    ] {
+        if let Some(v) = value {
+            body.push_str(key);
+            form_value(&mut body, v);
+        }
+    }
+    post(&settings.refresh_url, &body, FORM, false, None)
+}
+
+/// The content type of a form body.
+const FORM: &str = "application/x-www-form-urlencoded;charset=UTF-8";
 
 /// A reply's fields: `r` names it (`pass`, `token`, `return`, `replay`,
 /// `done`, `ready`, `error`); a token `a` comes with what goes before it in
@@ -413,6 +486,9 @@ fn reply(w: &mut Writer, reply: &Reply, settings: &Settings) {
         Reply::Ready(authenticated) => {
             w.str("r", "ready").bool("ok", *authenticated);
         }
+        Reply::Redirected(to) => {
+            w.str("r", "redirected").opt_str("to", to.as_deref());
+        }
         Reply::Failed(e) => {
             w.str("r", "error");
             w.key("e");
@@ -442,6 +518,7 @@ pub fn tab_message(message: &Message, from: &str) -> String {
                 .opt_str("refresh", tokens.refresh.as_deref())
                 .opt_num("expiresAt", tokens.expires_at)
                 .num("issuedAt", tokens.issued_at)
+                .opt_str("id", tokens.id.as_deref())
                 .opt_num("until", *until)
                 .opt_num("skew", *skew);
         }
@@ -535,6 +612,7 @@ fn error_fields<'w>(w: &'w mut Writer, e: &Error) -> &'w mut Writer {
         .str("message", &e.message())
         .opt_num("status", e.status().map(f64::from))
         .opt_str("error", e.oauth_error())
+        .opt_str("errorDescription", e.description())
 }
 
 /// A `POST` to a token endpoint, as the executor sends it: `url`, headers
@@ -567,7 +645,7 @@ fn json_body(key: &str, value: &str) -> String {
 }
 
 /// Appends `s` form-urlencoded, as `URLSearchParams` serializes it.
-fn form_value(out: &mut String, s: &str) {
+pub(crate) fn form_value(out: &mut String, s: &str) {
     for b in s.bytes() {
         match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
@@ -599,22 +677,19 @@ pub fn refresh_request(settings: &Settings, refresh_token: Option<&str>) -> Stri
         RefreshStyle::Form => {
             let mut body = String::from("grant_type=refresh_token&refresh_token=");
             form_value(&mut body, rt);
+            // With a provider, `scope` is the login's: a refresh keeps
+            // what was granted (RFC 6749 §6).
+            let scope = settings.scope.as_ref().filter(|_| settings.oidc.is_none());
             for (key, value) in [
-                ("&client_id=", &settings.client_id),
-                ("&scope=", &settings.scope),
+                ("&client_id=", settings.client_id.as_ref()),
+                ("&scope=", scope),
             ] {
                 if let Some(v) = value {
                     body.push_str(key);
                     form_value(&mut body, v);
                 }
             }
-            post(
-                &settings.refresh_url,
-                &body,
-                "application/x-www-form-urlencoded;charset=UTF-8",
-                false,
-                None,
-            )
+            post(&settings.refresh_url, &body, FORM, false, None)
         }
         RefreshStyle::Cookie => post(&settings.refresh_url, "{}", "application/json", true, None),
     }
@@ -700,6 +775,9 @@ pub fn login_request(settings: &Settings, url: Option<&str>, credentials: Option
 /// Telling the logout endpoint (best effort): the refresh token to revoke in
 /// a JSON body, the access token attached when the endpoint's origin is allowed.
 pub fn logout_request(settings: &Settings, notice: &LogoutNotice) -> String {
+    if settings.oidc.is_some() {
+        return revocation_request(settings, notice);
+    }
     let body = match &notice.refresh {
         Some(rt) => json_body(&settings.fields.refresh_token, rt),
         None => String::from("{}"),
@@ -712,6 +790,71 @@ pub fn logout_request(settings: &Settings, notice: &LogoutNotice) -> String {
         settings.refresh_style == RefreshStyle::Cookie,
         value.as_deref().map(|v| (settings.header.as_str(), v)),
     )
+}
+
+/// RFC 7009 revocation of the refresh token (or, without one, the access
+/// token) at the provider's `revocation_endpoint`, as a public client.
+fn revocation_request(settings: &Settings, notice: &LogoutNotice) -> String {
+    let (token, hint) = match (&notice.refresh, &notice.access) {
+        (Some(rt), _) => (rt.as_str(), "refresh_token"),
+        (None, Some(at)) => (at.as_str(), "access_token"),
+        (None, None) => ("", "refresh_token"),
+    };
+    let mut body = String::from("token=");
+    form_value(&mut body, token);
+    body.push_str("&token_type_hint=");
+    body.push_str(hint);
+    if let Some(id) = &settings.client_id {
+        body.push_str("&client_id=");
+        form_value(&mut body, id);
+    }
+    post(&notice.url, &body, FORM, false, None)
+}
+
+/// `logoutRedirect(options)`'s answer to the executor: `{"q": revocation,
+/// "go": url}` (either may be absent), or `{"e": error}`. `options` as read
+/// from JS: nothing, or `{ postLogoutRedirectUri }`.
+pub fn logout_redirect(
+    keeper: &mut Keeper,
+    now: f64,
+    options: &OptValue,
+    urls: &dyn UrlResolver,
+) -> String {
+    let target = match options {
+        OptValue::Undefined | OptValue::Null => Ok(None),
+        OptValue::Map(entries) => match OptValue::field(entries, "postLogoutRedirectUri") {
+            OptValue::Undefined | OptValue::Null => Ok(None),
+            OptValue::Str(s) => {
+                http_url(s, urls)
+                    .map(Some)
+                    .map_err(|reason| Error::InvalidArgument {
+                        argument: "postLogoutRedirectUri",
+                        reason,
+                    })
+            }
+            _ => Err(Error::InvalidArgument {
+                argument: "postLogoutRedirectUri",
+                reason: "must be a URL string",
+            }),
+        },
+        _ => Err(Error::InvalidArgument {
+            argument: "options",
+            reason: "must be an object",
+        }),
+    };
+    let result = target.and_then(|t| keeper.logout_redirect(now, t));
+    match result {
+        Ok((notice, go)) => {
+            let mut w = Writer::new();
+            if let Some(notice) = notice {
+                w.key("q");
+                w.out.push_str(&logout_request(keeper.settings(), &notice));
+            }
+            w.opt_str("go", go.as_deref());
+            w.done()
+        }
+        Err(e) => error_reply(&e),
+    }
 }
 
 /// What a token endpoint's answer says, from what the executor read of it:

@@ -357,6 +357,7 @@ fn a_restored_token_past_its_exp_is_expired_whatever_its_iat() {
         access_token: Some(access),
         refresh_token: None,
         expires_in: None,
+        id_token: None,
     };
     let now = w.now;
     assert_eq!(w.tabs[0].keeper.set_tokens(now, grant), Ok(()));
@@ -1318,6 +1319,7 @@ fn the_servers_clock_is_measured_by_responses_not_by_restored_tokens() {
         access_token: Some(jwt(&format!(r#"{{"exp":{}}}"#, server_now / 1000.0 + 60.0))),
         refresh_token: Some("rt".into()),
         expires_in: Some(60.0),
+        id_token: None,
     };
     let timing = Timing {
         server_date: Some(server_now),
@@ -1335,6 +1337,7 @@ fn the_servers_clock_is_measured_by_responses_not_by_restored_tokens() {
         access_token: Some(jwt(&format!(r#"{{"exp":{}}}"#, T0 / 1000.0 + 60.0))),
         refresh_token: Some("rt2".into()),
         expires_in: None,
+        id_token: None,
     };
     assert_eq!(k.set_tokens(T0 + 1.0, restored), Ok(()));
     assert_eq!(k.session().skew(), Some(skew), "unchanged by setTokens");
@@ -1563,6 +1566,7 @@ fn a_slow_answer(trip: f64, expires_in: f64) -> (bool, bool) {
         access_token: Some("at-slow".into()),
         refresh_token: Some("rt-slow".into()),
         expires_in: Some(expires_in),
+        id_token: None,
     };
     let timing = Timing {
         received_at: sent + trip,

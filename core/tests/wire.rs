@@ -286,6 +286,7 @@ fn tab_messages_carry_the_protocol_fields() {
         refresh: Some("r".into()),
         expires_at: Some(1_700_000_060_000.0),
         issued_at: 1_700_000_000_000.0,
+        id: None,
     };
     let c = command(Command::Post(Message::Session {
         gen: 5,
@@ -619,6 +620,7 @@ fn set_tokens_reads_an_object_or_names_the_argument() {
             access_token: Some("at".into()),
             refresh_token: Some("rt".into()),
             expires_in: Some(5.0),
+            id_token: None,
         })
     );
     for (text, reason) in [

@@ -1101,6 +1101,12 @@ impl World {
                 Command::Post(message) => self.post(tab, &message),
                 Command::Emit(event) => self.event(tab, event),
                 Command::Settle { call, reply } => self.settle(tab, call, reply),
+                // The model's keepers have no identity provider.
+                c @ (Command::Discover { .. }
+                | Command::Exchange { .. }
+                | Command::Navigate { .. }
+                | Command::History { .. }
+                | Command::Forget) => panic!("a keeper without issuer asked for {c:?}"),
             }
         }
         if self.tabs[tab].open {
@@ -1386,6 +1392,7 @@ impl World {
                 access_token: Some(fam.access.clone()),
                 refresh_token: Some(fam.refresh.clone()),
                 expires_in: self.expires_in().and(left),
+                id_token: None,
             };
             return TokenAnswer::Grant { grant, timing };
         }
@@ -1476,6 +1483,7 @@ impl World {
             access_token: Some(access),
             refresh_token: Some(refresh),
             expires_in: self.expires_in(),
+            id_token: None,
         }
     }
 

@@ -82,6 +82,70 @@ pub struct Server {
     pub api_requests: u32,
     pub faults: VecDeque<Fault>,
     pub revoked: bool,
+    /// An OpenID provider's ID tokens, when set: every grant carries one.
+    pub provider: Option<Provider>,
+    /// Authorization codes issued and not yet used, with their nonce.
+    pub codes: Vec<(String, String)>,
+    pub exchanges: u32,
+}
+
+/// What the model server puts in its ID tokens.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub issuer: String,
+    pub client_id: String,
+    pub sub: String,
+    /// The nonce of the login the next ID token answers.
+    pub nonce: Option<String>,
+    /// Whether a refresh's answer carries a new ID token.
+    pub on_refresh: bool,
+}
+
+pub const ISSUER: &str = "https://idp.example";
+
+/// An unsigned JWT with these claims (a JSON object's text).
+pub fn jwt(claims: &str) -> String {
+    use base64::Engine;
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.sig",
+        e.encode(r#"{"alg":"RS256"}"#),
+        e.encode(claims)
+    )
+}
+
+/// The discovery document of [`ISSUER`].
+pub fn discovery_doc() -> OptValue {
+    OptValue::from_json(
+        Some(&format!(
+            r#"{{"issuer":"{ISSUER}","authorization_endpoint":"{ISSUER}/auth","token_endpoint":"{ISSUER}/token",
+        "revocation_endpoint":"{ISSUER}/revoke","end_session_endpoint":"{ISSUER}/end",
+        "authorization_response_iss_parameter_supported":true,
+        "code_challenge_methods_supported":["S256"],"response_types_supported":["code"]}}"#
+        )),
+        1 << 20,
+    )
+}
+
+/// Settings of a keeper of [`ISSUER`]'s sessions (more options in `pairs`).
+pub fn oidc_settings(pairs: &[(&str, OptValue)]) -> Settings {
+    let mut entries = vec![
+        ("issuer".to_string(), OptValue::Str(ISSUER.into())),
+        ("clientId".to_string(), OptValue::Str("spa".into())),
+        ("redirectUri".to_string(), OptValue::Str("/callback".into())),
+        (
+            "scope".to_string(),
+            OptValue::Str("openid offline_access".into()),
+        ),
+    ];
+    for (k, v) in pairs {
+        entries.retain(|(e, _)| e != k);
+        entries.push((k.to_string(), v.clone()));
+    }
+    match Settings::from_options(&OptValue::Map(entries), &Urls) {
+        Ok(s) => s,
+        Err(e) => panic!("settings: {e}"),
+    }
 }
 
 impl Server {
@@ -100,10 +164,53 @@ impl Server {
         self.access
             .push((access.clone(), now + self.access_ttl_s * 1000.0));
         self.refresh_current = Some(refresh.clone());
+        let id_token = self.provider.as_mut().map(|p| {
+            let nonce = p
+                .nonce
+                .take()
+                .map_or(String::new(), |n| format!(r#","nonce":"{n}""#));
+            jwt(&format!(
+                r#"{{"iss":"{}","aud":"{}","sub":"{}","iat":{},"exp":{}{nonce}}}"#,
+                p.issuer,
+                p.client_id,
+                p.sub,
+                (now / 1000.0).floor(),
+                (now / 1000.0).floor() + 3600.0
+            ))
+        });
         RawGrant {
             access_token: Some(access),
             refresh_token: Some(refresh),
             expires_in: Some(self.access_ttl_s),
+            id_token,
+        }
+    }
+
+    /// A login at the provider: the code the callback carries, for `nonce`.
+    pub fn authorize(&mut self, nonce: &str) -> String {
+        let code = format!("code-{}", self.codes.len() + self.exchanges as usize + 1);
+        self.codes.push((code.clone(), nonce.into()));
+        code
+    }
+
+    /// The token endpoint's code exchange: a code works once.
+    pub fn exchange(&mut self, now: f64, code: &str) -> TokenAnswer {
+        self.exchanges += 1;
+        let Some(i) = self.codes.iter().position(|(c, _)| c == code) else {
+            return TokenAnswer::Failure {
+                status: 400,
+                oauth_error: Some("invalid_grant".into()),
+                retry_after_ms: None,
+                malformed: None,
+            };
+        };
+        let (_, nonce) = self.codes.remove(i);
+        if let Some(p) = &mut self.provider {
+            p.nonce = Some(nonce);
+        }
+        TokenAnswer::Grant {
+            grant: self.issue(now),
+            timing: instant(now),
         }
     }
 
@@ -149,7 +256,10 @@ impl Server {
             return Some(refused);
         }
         self.used.push(token.into());
-        let grant = self.issue(now);
+        let mut grant = self.issue(now);
+        if self.provider.as_ref().is_some_and(|p| !p.on_refresh) {
+            grant.id_token = None;
+        }
         if fault == Some(Fault::LostAfterRotate) {
             return Some(TokenAnswer::no_answer());
         }
@@ -194,6 +304,11 @@ pub struct Tab {
     pub open: bool,
     /// In the back-forward cache: no timer fires, messages to it are lost.
     pub frozen: bool,
+    /// The browser commands of a provider's login (navigate, history,
+    /// forget), in order.
+    pub browser: Vec<Command>,
+    /// The discovery document this tab's requests are answered with.
+    pub discovery: Option<(u16, OptValue)>,
 }
 
 impl Tab {
@@ -215,6 +330,14 @@ enum Pending {
     Answer { to: usize, answer: TokenAnswer },
     /// A lock grant for tab `to`.
     Grant { to: usize, contended: bool },
+    /// The discovery document for tab `to`.
+    Discovery { to: usize },
+    /// A code exchange's answer for tab `to`.
+    Exchanged {
+        to: usize,
+        call: CallId,
+        answer: TokenAnswer,
+    },
 }
 
 /// Tabs, bus, lock and server in one simulated clock.
@@ -271,6 +394,8 @@ impl World {
             events: Vec::new(),
             open: true,
             frozen: false,
+            browser: Vec::new(),
+            discovery: None,
         });
         self.tabs.len() - 1
     }
@@ -467,6 +592,22 @@ impl World {
                         self.drain(to);
                     }
                 }
+                Pending::Discovery { to } => {
+                    if self.tabs[to].open {
+                        let (status, doc) = self.tabs[to]
+                            .discovery
+                            .clone()
+                            .unwrap_or_else(|| (200, discovery_doc()));
+                        self.tabs[to].keeper.handle_discovery(now, status, &doc);
+                        self.drain(to);
+                    }
+                }
+                Pending::Exchanged { to, call, answer } => {
+                    if self.tabs[to].open {
+                        self.tabs[to].keeper.handle_login_answer(now, call, answer);
+                        self.drain(to);
+                    }
+                }
             }
         }
         for i in 0..self.tabs.len() {
@@ -540,6 +681,25 @@ impl World {
                 }
                 Command::Emit(event) => self.tabs[tab].events.push(event),
                 Command::Settle { call, reply } => self.tabs[tab].replies.push((call, reply)),
+                Command::Discover { .. } => self.push(
+                    self.now + 2.0 * self.latency_ms,
+                    Pending::Discovery { to: tab },
+                ),
+                Command::Exchange { call, code, .. } => {
+                    let now = self.now + self.latency_ms;
+                    let answer = self.server.exchange(now, &code);
+                    self.push(
+                        now + self.latency_ms,
+                        Pending::Exchanged {
+                            to: tab,
+                            call,
+                            answer,
+                        },
+                    );
+                }
+                c @ (Command::Navigate { .. } | Command::History { .. } | Command::Forget) => {
+                    self.tabs[tab].browser.push(c)
+                }
             }
         }
     }
