@@ -902,4 +902,125 @@ mod tests {
             "invalid option `refreshLeadSeconds`: expected a number of seconds, got a string"
         );
     }
+
+    fn oidc(extra: Vec<(&str, OptValue)>) -> Result<Settings, Error> {
+        let mut entries = vec![
+            ("issuer", OptValue::Str("https://idp.example".into())),
+            ("clientId", OptValue::Str("spa".into())),
+            ("redirectUri", OptValue::Str("/callback".into())),
+        ];
+        for (k, v) in extra {
+            entries.retain(|(e, _)| *e != k);
+            entries.push((k, v));
+        }
+        Settings::from_options(&opts(entries), &Urls)
+    }
+
+    fn refused(r: Result<Settings, Error>) -> (String, String) {
+        match r {
+            Err(Error::InvalidOption { option, reason }) => (option, reason),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_issuer_brings_its_own_endpoints() {
+        let s = oidc(vec![]).unwrap();
+        let o = s.oidc.clone().unwrap();
+        assert_eq!(o.issuer, "https://idp.example");
+        assert_eq!(o.redirect_uri, "https://app.example/callback");
+        assert_eq!(o.post_logout_redirect_uri, None);
+        assert_eq!(
+            (s.refresh_url.as_str(), s.refresh_style),
+            ("", RefreshStyle::Form)
+        );
+        assert_eq!(s.scope, None);
+        let s = oidc(vec![
+            ("postLogoutRedirectUri", OptValue::Str("/bye".into())),
+            ("refreshStyle", OptValue::Str("form".into())),
+            (
+                "authorizationParams",
+                OptValue::Map(vec![
+                    ("audience".into(), OptValue::Str("https://api".into())),
+                    ("skipped".into(), OptValue::Undefined),
+                ]),
+            ),
+        ])
+        .unwrap();
+        let o = s.oidc.unwrap();
+        assert_eq!(
+            o.post_logout_redirect_uri.as_deref(),
+            Some("https://app.example/bye")
+        );
+        assert_eq!(
+            o.authorization_params,
+            vec![("audience".into(), "https://api".into())]
+        );
+        // Without issuer, none of its options.
+        for name in [
+            "redirectUri",
+            "postLogoutRedirectUri",
+            "authorizationParams",
+        ] {
+            let r = Settings::from_options(
+                &opts(vec![
+                    ("refreshUrl", OptValue::Str("/t".into())),
+                    (name, OptValue::Str("/x".into())),
+                ]),
+                &Urls,
+            );
+            assert_eq!(refused(r), (name.into(), "is only used with issuer".into()));
+        }
+    }
+
+    #[test]
+    fn an_issuers_options_are_checked() {
+        let str = |s: &str| OptValue::Str(s.into());
+        let cases = [
+            (vec![("issuer", str("http://idp.example"))], "issuer"),
+            (vec![("issuer", str("https://idp.example?x=1"))], "issuer"),
+            (vec![("issuer", OptValue::Num(1.0))], "issuer"),
+            (vec![("clientId", OptValue::Undefined)], "clientId"),
+            (vec![("clientId", str(""))], "clientId"),
+            (vec![("redirectUri", OptValue::Undefined)], "redirectUri"),
+            (
+                vec![("redirectUri", str("https://other.example/cb"))],
+                "redirectUri",
+            ),
+            (vec![("refreshUrl", str("/t"))], "refreshUrl"),
+            (vec![("logoutUrl", str("/l"))], "logoutUrl"),
+            (vec![("fields", OptValue::Map(vec![]))], "fields"),
+            (vec![("refreshStyle", str("json"))], "refreshStyle"),
+            (vec![("scope", str("profile email"))], "scope"),
+            (
+                vec![("authorizationParams", str("audience=x"))],
+                "authorizationParams",
+            ),
+            (
+                vec![(
+                    "authorizationParams",
+                    OptValue::Map(vec![("state".into(), str("x"))]),
+                )],
+                "authorizationParams",
+            ),
+            (
+                vec![(
+                    "authorizationParams",
+                    OptValue::Map(vec![("n".into(), OptValue::Num(1.0))]),
+                )],
+                "authorizationParams",
+            ),
+        ];
+        for (extra, option) in cases {
+            let what = alloc::format!("{extra:?}");
+            assert_eq!(refused(oidc(extra)).0, option, "{what}");
+        }
+        assert!(oidc(vec![("scope", str("openid profile offline_access"))]).is_ok());
+        assert!(oidc(vec![("issuer", str("http://127.0.0.1:9000"))]).is_ok());
+        let (_, reason) = refused(oidc(vec![(
+            "authorizationParams",
+            OptValue::Map(vec![("nonce".into(), str("x"))]),
+        )]));
+        assert_eq!(reason, "may not set \"nonce\" (tokenkeeper writes it)");
+    }
 }

@@ -806,8 +806,16 @@ impl Keeper {
 
     /// The answer to `login()`'s request; settles with [`Reply::Done`].
     pub fn handle_login_answer(&mut self, now: f64, call: CallId, answer: TokenAnswer) {
-        if let Some(i) = self.exchanges.iter().position(|e| e.call == call) {
-            let exchange = self.exchanges.swap_remove(i);
+        // (`retain`, not `remove`: nothing here may panic.)
+        let mut exchange = None;
+        self.exchanges.retain(|e| {
+            let this = exchange.is_none() && e.call == call;
+            if this {
+                exchange = Some(e.clone());
+            }
+            !this
+        });
+        if let Some(exchange) = exchange {
             return self.exchanged(now, exchange, answer);
         }
         let (grant, timing) = match answer {

@@ -630,3 +630,485 @@ pub fn is_ours(raw: &str, issuer: &str, client_id: &str) -> bool {
     };
     check_id_token(raw, &expect).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::string::ToString;
+    use base64::Engine;
+
+    const ISS: &str = "https://idp.example";
+
+    fn doc(extra: &str) -> OptValue {
+        let text = format!(
+            r#"{{"issuer":"{ISS}","authorization_endpoint":"{ISS}/auth","token_endpoint":"{ISS}/token"{extra}}}"#
+        );
+        OptValue::from_json(Some(&text), 1 << 16)
+    }
+
+    fn reason(r: Result<Discovery, Error>) -> String {
+        match r {
+            Err(Error::DiscoveryFailed { reason }) => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn secure_urls() {
+        for ok in [
+            "https://idp.example",
+            "https://idp.example/realms/x",
+            "https://idp.example:8443/?a",
+            "http://127.0.0.1:8080",
+            "http://localhost/x",
+            "http://[::1]:9/",
+        ] {
+            assert!(is_secure_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://idp.example",
+            "http://127.0.0.2",
+            "http://localhost.evil.example",
+            "https://",
+            "https://user@idp.example",
+            "https://idp.example/#f",
+            "https://idp .example",
+            "ftp://idp.example",
+            "/relative",
+            "",
+        ] {
+            assert!(!is_secure_url(bad), "{bad}");
+        }
+        assert!(!is_secure_url(&format!("https://a/{}", "x".repeat(2048))));
+    }
+
+    #[test]
+    fn discovery_url_does_not_double_a_slash() {
+        assert_eq!(
+            discovery_url("https://t.auth0.example/"),
+            "https://t.auth0.example/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            discovery_url("https://kc.example/realms/a"),
+            "https://kc.example/realms/a/.well-known/openid-configuration"
+        );
+    }
+
+    #[test]
+    fn a_discovery_document_is_checked() {
+        let d = read_discovery(200, &doc(""), ISS).unwrap();
+        assert_eq!(d.token_endpoint, "https://idp.example/token");
+        assert_eq!(d.revocation_endpoint, None);
+        assert!(!d.iss_parameter);
+        let d = read_discovery(
+            200,
+            &doc(r#","revocation_endpoint":"https://idp.example/r","end_session_endpoint":null,"authorization_response_iss_parameter_supported":true,"code_challenge_methods_supported":["plain","S256"]"#),
+            ISS,
+        )
+        .unwrap();
+        assert_eq!(
+            d.revocation_endpoint.as_deref(),
+            Some("https://idp.example/r")
+        );
+        assert_eq!(d.end_session_endpoint, None);
+        assert!(d.iss_parameter);
+        assert_eq!(
+            reason(read_discovery(0, &OptValue::Undefined, ISS)),
+            "no answer from the issuer (a network error, or CORS)"
+        );
+        assert_eq!(
+            reason(read_discovery(404, &doc(""), ISS)),
+            "the issuer answered HTTP 404"
+        );
+        assert_eq!(
+            reason(read_discovery(200, &OptValue::List(Vec::new()), ISS)),
+            "the document is not a JSON object"
+        );
+        assert_eq!(
+            reason(read_discovery(200, &doc(""), "https://idp.example/")),
+            r#"the document's issuer "https://idp.example" is not the configured one "https://idp.example/""#
+        );
+        let no_issuer = OptValue::from_json(Some(r#"{"token_endpoint":"https://a/t"}"#), 99);
+        assert_eq!(
+            reason(read_discovery(200, &no_issuer, ISS)),
+            "the document has no issuer"
+        );
+        let text = format!(r#"{{"issuer":"{ISS}","authorization_endpoint":"{ISS}/a"}}"#);
+        let no_token = OptValue::from_json(Some(&text), 999);
+        assert_eq!(
+            reason(read_discovery(200, &no_token, ISS)),
+            "the document has no token_endpoint"
+        );
+        let text = format!(
+            r#"{{"issuer":"{ISS}","authorization_endpoint":"{ISS}/a","token_endpoint":"http://idp.example/t"}}"#
+        );
+        let plain = OptValue::from_json(Some(&text), 999);
+        assert_eq!(
+            reason(read_discovery(200, &plain, ISS)),
+            "token_endpoint is not an https URL (or http on loopback)"
+        );
+        assert_eq!(
+            reason(read_discovery(
+                200,
+                &doc(r#","revocation_endpoint":7"#),
+                ISS
+            )),
+            "revocation_endpoint is not an https URL (or http on loopback)"
+        );
+        assert_eq!(
+            reason(read_discovery(
+                200,
+                &doc(r#","code_challenge_methods_supported":["plain"]"#),
+                ISS
+            )),
+            "the provider does not offer PKCE with S256"
+        );
+        assert_eq!(
+            reason(read_discovery(
+                200,
+                &doc(r#","response_types_supported":["id_token"]"#),
+                ISS
+            )),
+            "the provider does not offer the code response type"
+        );
+    }
+
+    #[test]
+    fn base64url_of_every_tail_length() {
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        for n in 0..70u8 {
+            let bytes: Vec<u8> = (0..n)
+                .map(|i| i.wrapping_mul(97).wrapping_add(200))
+                .collect();
+            assert_eq!(base64url(&bytes), e.encode(&bytes), "{n} bytes");
+        }
+    }
+
+    fn tx() -> Transaction {
+        Transaction {
+            state: "st".into(),
+            nonce: "no".into(),
+            verifier: "ve".into(),
+            return_to: "/r".into(),
+            at: 1000.0,
+            issuer: ISS.into(),
+            client_id: "spa".into(),
+        }
+    }
+
+    #[test]
+    fn a_stored_transaction_is_read_back_only_whole() {
+        let text = crate::wire::transaction_json(&tx());
+        let read = read_transaction(&OptValue::from_json(Some(&text), 9999));
+        assert_eq!(read, Some(tx()));
+        for (key, bad) in [
+            ("state", "\"\""),
+            ("returnTo", "\"//evil.example\""),
+            ("returnTo", "\"https://evil.example\""),
+            ("at", "\"1\""),
+            ("nonce", "1"),
+            ("clientId", "null"),
+        ] {
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            v[key] = serde_json::from_str(bad).unwrap();
+            let value = OptValue::from_json(Some(&v.to_string()), 9999);
+            assert_eq!(read_transaction(&value), None, "{key}: {bad}");
+        }
+        assert_eq!(read_transaction(&OptValue::Str("x".into())), None);
+        assert!(!is_stale(&tx(), 1000.0 + TRANSACTION_MAX_AGE_MS - 1.0));
+        assert!(is_stale(&tx(), 1000.0 + TRANSACTION_MAX_AGE_MS));
+        assert!(is_stale(
+            &Transaction {
+                at: f64::NAN,
+                ..tx()
+            },
+            5.0
+        ));
+    }
+
+    #[test]
+    fn return_paths() {
+        for ok in ["/", "/app?x=1#y", "/a/b"] {
+            assert!(is_return_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "app",
+            "//evil",
+            "/\\evil",
+            "https://a/",
+            "/a\nb",
+            "/\u{7f}",
+        ] {
+            assert!(!is_return_path(bad), "{bad:?}");
+        }
+        assert!(!is_return_path(&format!("/{}", "a".repeat(2048))));
+    }
+
+    #[test]
+    fn callbacks_are_read_and_cleaned() {
+        let r = "https://app.example/cb";
+        let (p, clean) = read_callback(
+            "https://app.example/cb?a=1&code=c%2B1&state=s+t&iss=https%3A%2F%2Fidp.example&b=2#h",
+            r,
+        )
+        .unwrap();
+        assert_eq!(p.code.as_deref(), Some("c+1"));
+        assert_eq!(p.state, "s t");
+        assert_eq!(p.iss.as_deref(), Some(ISS));
+        assert_eq!(clean, "https://app.example/cb?a=1&b=2#h");
+        let (p, clean) = read_callback(
+            "https://app.example/cb?error=access_denied&error_description=no%20way&error_uri=x&session_state=y&state=s",
+            r,
+        )
+        .unwrap();
+        assert_eq!(p.error.as_deref(), Some("access_denied"));
+        assert_eq!(p.error_description.as_deref(), Some("no way"));
+        assert_eq!(p.code, None);
+        assert_eq!(clean, r);
+        for none in [
+            "https://app.example/cb",
+            "https://app.example/cb?code=c",
+            "https://app.example/cb?state=s",
+            "https://app.example/cb?code=c&state=",
+            "https://app.example/cb?code=c&state=%ZZ",
+            "https://app.example/cb?code=c&state=%FF",
+            "https://app.example/cb2?code=c&state=s",
+            "https://app.example/?code=c&state=s",
+        ] {
+            assert_eq!(read_callback(none, r), None, "{none}");
+        }
+        let long = format!("{r}?code=c&state=s&x={}", "a".repeat(MAX_CALLBACK_URL));
+        assert_eq!(read_callback(&long, r), None);
+        // A code that is no UTF-8 is no code (an error still is an answer).
+        let (p, _) = read_callback("https://app.example/cb?code=%FF&error=e&state=s", r).unwrap();
+        assert_eq!((p.code, p.error.as_deref()), (None, Some("e")));
+    }
+
+    fn settings() -> OidcSettings {
+        OidcSettings {
+            issuer: ISS.into(),
+            redirect_uri: "https://app.example/cb".into(),
+            post_logout_redirect_uri: None,
+            authorization_params: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_callback_answers_this_tabs_login_or_is_refused() {
+        let p = CallbackParams {
+            state: "st".into(),
+            code: Some("c".into()),
+            iss: Some(ISS.into()),
+            ..CallbackParams::default()
+        };
+        let s = settings();
+        assert_eq!(check_callback(&p, Some(&tx()), &s, "spa", 2000.0), Ok(()));
+        let refused = |r: Result<(), Error>| match r {
+            Err(Error::InvalidCallback { reason }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(check_callback(&p, None, &s, "spa", 2000.0)).contains("no login"));
+        let other = CallbackParams {
+            state: "x".into(),
+            ..p.clone()
+        };
+        assert!(refused(check_callback(&other, Some(&tx()), &s, "spa", 2000.0)).contains("state"));
+        assert!(refused(check_callback(&p, Some(&tx()), &s, "other", 2000.0)).contains("state"));
+        let moved = OidcSettings {
+            issuer: "https://b.example".into(),
+            ..settings()
+        };
+        assert!(refused(check_callback(&p, Some(&tx()), &moved, "spa", 2000.0)).contains("state"));
+        let iss = CallbackParams {
+            iss: Some("https://evil.example".into()),
+            ..p.clone()
+        };
+        assert!(refused(check_callback(&iss, Some(&tx()), &s, "spa", 2000.0)).contains("iss"));
+        let no_iss = CallbackParams {
+            iss: None,
+            ..p.clone()
+        };
+        assert_eq!(
+            check_callback(&no_iss, Some(&tx()), &s, "spa", 2000.0),
+            Ok(())
+        );
+        let late = 1000.0 + TRANSACTION_MAX_AGE_MS;
+        assert!(refused(check_callback(&p, Some(&tx()), &s, "spa", late)).contains("10 minutes"));
+    }
+
+    fn id(claims: &str) -> String {
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.sig",
+            e.encode(r#"{"alg":"RS256"}"#),
+            e.encode(claims)
+        )
+    }
+
+    const GOOD: &str = r#""iss":"https://idp.example","sub":"u1","iat":1000,"exp":2000"#;
+
+    fn expect() -> Expect<'static> {
+        Expect {
+            issuer: ISS,
+            client_id: "spa",
+            nonce: Some("n1"),
+            nonce_required: true,
+            sub: None,
+            server_now: None,
+        }
+    }
+
+    fn check(claims: &str, e: &Expect<'_>) -> Result<(), &'static str> {
+        check_id_token(&id(&format!("{{{claims}}}")), e).map_err(|e| match e {
+            Error::InvalidIdToken { check } => check,
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn every_check_of_an_id_token() {
+        let e = expect();
+        assert_eq!(
+            check(&format!(r#"{GOOD},"aud":"spa","nonce":"n1""#), &e),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &format!(r#"{GOOD},"aud":["api","spa"],"azp":"spa","nonce":"n1""#),
+                &e
+            ),
+            Ok(())
+        );
+        let cases = [
+            (
+                r#""iss":"https://other","sub":"u1","iat":1,"exp":2,"aud":"spa","nonce":"n1""#,
+                "iss is not the issuer",
+            ),
+            (
+                &format!(r#"{GOOD},"aud":"api","nonce":"n1""#),
+                "aud does not name this client",
+            ),
+            (
+                &format!(r#"{GOOD},"aud":7,"nonce":"n1""#),
+                "aud does not name this client",
+            ),
+            (
+                &format!(r#"{GOOD},"aud":["api","spa"],"nonce":"n1""#),
+                "azp is missing, with several audiences",
+            ),
+            (
+                &format!(r#"{GOOD},"aud":"spa","azp":"api","nonce":"n1""#),
+                "azp is not this client",
+            ),
+            (
+                r#""iss":"https://idp.example","sub":"u1","iat":1,"aud":"spa","nonce":"n1""#,
+                "exp is missing",
+            ),
+            (
+                r#""iss":"https://idp.example","sub":"u1","exp":1,"aud":"spa","nonce":"n1""#,
+                "iat is missing",
+            ),
+            (
+                r#""iss":"https://idp.example","sub":"u1","iat":5,"exp":5,"aud":"spa","nonce":"n1""#,
+                "exp is not after iat",
+            ),
+            (&format!(r#"{GOOD},"aud":"spa""#), "nonce is missing"),
+            (
+                &format!(r#"{GOOD},"aud":"spa","nonce":"n2""#),
+                "nonce is not the login's",
+            ),
+            (
+                &format!(r#"{GOOD},"aud":"spa","nonce":1"#),
+                "nonce is not a string",
+            ),
+            (
+                r#""iss":"https://idp.example","iat":1,"exp":2,"aud":"spa","nonce":"n1""#,
+                "sub is missing",
+            ),
+            (
+                r#""iss":"https://idp.example","sub":"","iat":1,"exp":2,"aud":"spa","nonce":"n1""#,
+                "sub is missing",
+            ),
+        ];
+        for (claims, want) in cases {
+            assert_eq!(check(claims, &e), Err(want), "{claims}");
+        }
+        assert_eq!(
+            check_id_token("not-a-jwt", &e),
+            Err(Error::InvalidIdToken {
+                check: "the ID token is not a JWT with a JSON payload"
+            })
+        );
+        assert!(check_id_token(&format!("{}.x", id("{}")), &e).is_err());
+        // Against the provider's clock, with a minute's leeway.
+        let dated = |now: f64| Expect {
+            server_now: Some(now),
+            ..expect()
+        };
+        let good = format!(r#"{GOOD},"aud":"spa","nonce":"n1""#);
+        assert_eq!(
+            check(&good, &dated(2_000_000.0 + ID_TOKEN_LEEWAY_MS - 1.0)),
+            Ok(())
+        );
+        assert_eq!(
+            check(&good, &dated(2_000_000.0 + ID_TOKEN_LEEWAY_MS)),
+            Err("exp has passed")
+        );
+        // After a refresh: the same subject; a nonce only if the first had one.
+        let refresh = Expect {
+            nonce: None,
+            nonce_required: false,
+            sub: Some("u1"),
+            ..expect()
+        };
+        assert_eq!(check(&format!(r#"{GOOD},"aud":"spa""#), &refresh), Ok(()));
+        assert_eq!(
+            check(&format!(r#"{GOOD},"aud":"spa","nonce":"x""#), &refresh),
+            Ok(())
+        );
+        let other = Expect {
+            sub: Some("u2"),
+            ..refresh
+        };
+        assert_eq!(
+            check(&format!(r#"{GOOD},"aud":"spa""#), &other),
+            Err("sub changed (another user's tokens)")
+        );
+        let kept = Expect {
+            nonce: Some("n1"),
+            ..refresh
+        };
+        assert_eq!(
+            check(&format!(r#"{GOOD},"aud":"spa","nonce":"x""#), &kept),
+            Err("nonce is not the login's")
+        );
+        assert_eq!(check(&format!(r#"{GOOD},"aud":"spa""#), &kept), Ok(()));
+    }
+
+    #[test]
+    fn claims_are_read_from_the_payload() {
+        let raw = id(r#"{"sub":"u1","name":"Ü","n":1}"#);
+        assert_eq!(
+            claims_text(&raw).as_deref(),
+            Some(r#"{"sub":"u1","name":"Ü","n":1}"#)
+        );
+        assert_eq!(string_claim(&raw, "sub").as_deref(), Some("u1"));
+        assert_eq!(string_claim(&raw, "n"), None);
+        assert_eq!(claims_text("a.b"), None);
+        assert_eq!(claims_text("a.b.c.d"), None);
+        assert_eq!(claims_text(&"a".repeat(MAX_TOKEN_LEN + 1)), None);
+        assert!(is_ours(
+            &id(&format!(r#"{{{GOOD},"aud":"spa"}}"#)),
+            ISS,
+            "spa"
+        ));
+        assert!(!is_ours(
+            &id(&format!(r#"{{{GOOD},"aud":"other"}}"#)),
+            ISS,
+            "spa"
+        ));
+        let _ = "x".to_string();
+    }
+}

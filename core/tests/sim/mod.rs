@@ -87,6 +87,8 @@ pub struct Server {
     /// Authorization codes issued and not yet used, with their nonce.
     pub codes: Vec<(String, String)>,
     pub exchanges: u32,
+    /// Grants carry no refresh token (a provider without `offline_access`).
+    pub no_refresh_tokens: bool,
 }
 
 /// What the model server puts in its ID tokens.
@@ -180,7 +182,7 @@ impl Server {
         });
         RawGrant {
             access_token: Some(access),
-            refresh_token: Some(refresh),
+            refresh_token: (!self.no_refresh_tokens).then_some(refresh),
             expires_in: Some(self.access_ttl_s),
             id_token,
         }
@@ -397,7 +399,11 @@ impl World {
             browser: Vec::new(),
             discovery: None,
         });
-        self.tabs.len() - 1
+        // As the executor's start: what the keeper asks for at once (an
+        // OpenID provider's discovery).
+        let tab = self.tabs.len() - 1;
+        self.drain(tab);
+        tab
     }
 
     /// The tab holding the Web Lock, if any.

@@ -1,0 +1,562 @@
+//! A keeper of an OpenID provider's session, natively in simulated time:
+//! discovery, the login by redirect and its callback, the one code
+//! exchange, the ID token's checks at login and refresh, tabs sharing the
+//! session with its ID token, a session without a refresh token, and the
+//! logout at the provider.
+
+mod sim;
+
+use sim::*;
+use tokenkeeper_core::keeper::{Command, Event, LogoutReason, Reply};
+use tokenkeeper_core::oidc::{self, Transaction};
+use tokenkeeper_core::value::OptValue;
+use tokenkeeper_core::{wire, Error};
+
+const REDIRECT: &str = "https://app.example/callback";
+
+fn provider(sub: &str) -> Provider {
+    Provider {
+        issuer: ISSUER.into(),
+        client_id: "spa".into(),
+        sub: sub.into(),
+        nonce: None,
+        on_refresh: true,
+    }
+}
+
+/// A world of `tabs` tabs of an OpenID keeper, its discovery read.
+fn world(tabs: usize, ttl_s: f64) -> World {
+    let mut w = World::new(oidc_settings(&[]), ttl_s);
+    w.server.provider = Some(provider("user1"));
+    for _ in 0..tabs {
+        w.open_tab();
+    }
+    w.run_for(100.0);
+    w
+}
+
+fn random() -> Vec<u8> {
+    (0..64u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect()
+}
+
+/// `loginRedirect(options)` in `tab`: the URL it goes to and the
+/// transaction it keeps.
+fn login_redirect(w: &mut World, tab: usize, options: OptValue) -> (String, Transaction) {
+    let call = w.call(tab, |k, now, id| {
+        k.login_redirect(now, id, "/here?x=1", &random(), &options)
+    });
+    w.run_for(100.0);
+    let navigate = w.tabs[tab].browser.iter().rev().find_map(|c| match c {
+        Command::Navigate {
+            call: c,
+            url,
+            transaction: Some(tx),
+        } if *c == call => Some((url.clone(), tx.clone())),
+        _ => None,
+    });
+    navigate.unwrap_or_else(|| panic!("no navigation: {:?}", w.reply(tab, call)))
+}
+
+/// The page's URL after the provider sent the browser back.
+fn callback(query: &str) -> String {
+    format!("{REDIRECT}?{query}")
+}
+
+/// The transaction as the tab's storage holds it.
+fn stored(tx: &Transaction) -> OptValue {
+    OptValue::from_json(Some(&wire::transaction_json(tx)), 1 << 16)
+}
+
+/// `handleRedirect()` on `href` with `tx` stored; its reply.
+fn handle(w: &mut World, tab: usize, href: &str, tx: Option<&Transaction>) -> Reply {
+    let stored = tx.map_or(OptValue::Undefined, stored);
+    let call = w.call(tab, |k, now, id| k.handle_redirect(now, id, href, &stored));
+    w.wait(tab, call, 5_000.0).expect("handleRedirect settles")
+}
+
+/// A whole login in `tab`: redirect, provider, callback.
+fn log_in(w: &mut World, tab: usize) -> Reply {
+    let (_, tx) = login_redirect(w, tab, OptValue::Undefined);
+    let code = w.server.authorize(&tx.nonce);
+    let href = callback(&format!("code={code}&state={}&iss={ISSUER}", tx.state));
+    handle(w, tab, &href, Some(&tx))
+}
+
+fn param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k == key).then_some(v)
+    })
+}
+
+fn history(w: &World, tab: usize) -> Vec<String> {
+    w.tabs[tab]
+        .browser
+        .iter()
+        .filter_map(|c| match c {
+            Command::History { url } => Some(url.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn logouts(w: &World, tab: usize) -> Vec<LogoutReason> {
+    w.tabs[tab]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Logout { reason } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_authorization_request_carries_pkce_state_and_nonce() {
+    let mut w = world(1, 300.0);
+    let options = OptValue::Map(vec![
+        ("returnTo".into(), OptValue::Str("/app?tab=2#top".into())),
+        ("prompt".into(), OptValue::Str("none".into())),
+        ("loginHint".into(), OptValue::Str("a b@example".into())),
+    ]);
+    let (url, tx) = login_redirect(&mut w, 0, options);
+    assert!(url.starts_with(&format!("{ISSUER}/auth?")), "{url}");
+    assert_eq!(param(&url, "response_type"), Some("code"));
+    assert_eq!(param(&url, "client_id"), Some("spa"));
+    assert_eq!(
+        param(&url, "redirect_uri"),
+        Some("https%3A%2F%2Fapp.example%2Fcallback")
+    );
+    assert_eq!(param(&url, "scope"), Some("openid+offline_access"));
+    assert_eq!(param(&url, "state"), Some(tx.state.as_str()));
+    assert_eq!(param(&url, "nonce"), Some(tx.nonce.as_str()));
+    assert_eq!(param(&url, "code_challenge_method"), Some("S256"));
+    assert_eq!(
+        param(&url, "code_challenge"),
+        Some(oidc::challenge(&tx.verifier).as_str())
+    );
+    assert_eq!(param(&url, "prompt"), Some("none"));
+    assert_eq!(param(&url, "login_hint"), Some("a+b%40example"));
+    // 32, 16 and 16 random bytes, base64url.
+    assert_eq!(
+        (tx.verifier.len(), tx.state.len(), tx.nonce.len()),
+        (43, 22, 22)
+    );
+    assert_eq!(tx.return_to, "/app?tab=2#top");
+    assert!(
+        tx.at > w.now - 200.0 && tx.at <= w.now,
+        "the login's moment"
+    );
+}
+
+#[test]
+fn return_to_defaults_to_the_page_and_refuses_other_origins() {
+    let mut w = world(1, 300.0);
+    let (_, tx) = login_redirect(&mut w, 0, OptValue::Undefined);
+    assert_eq!(tx.return_to, "/here?x=1");
+    let (_, tx) = login_redirect(
+        &mut w,
+        0,
+        OptValue::Map(vec![(
+            "returnTo".into(),
+            OptValue::Str("https://app.example/deep/link".into()),
+        )]),
+    );
+    assert_eq!(tx.return_to, "/deep/link");
+    for bad in ["https://evil.example/", "//evil.example", "/\\evil", "app"] {
+        let options = OptValue::Map(vec![("returnTo".into(), OptValue::Str(bad.into()))]);
+        let call = w.call(0, |k, now, id| {
+            k.login_redirect(now, id, "/", &random(), &options)
+        });
+        assert!(
+            matches!(
+                w.reply(0, call),
+                Some(Reply::Failed(Error::InvalidArgument {
+                    argument: "returnTo",
+                    ..
+                }))
+            ),
+            "{bad}"
+        );
+    }
+    let call = w.call(0, |k, now, id| {
+        k.login_redirect(now, id, "/", &random()[..63], &OptValue::Undefined)
+    });
+    assert!(matches!(
+        w.reply(0, call),
+        Some(Reply::Failed(Error::Browser { .. }))
+    ));
+}
+
+#[test]
+fn a_login_by_redirect_is_shared_with_every_tab() {
+    let mut w = world(2, 300.0);
+    let (_, tx) = login_redirect(&mut w, 0, OptValue::Undefined);
+    let code = w.server.authorize(&tx.nonce);
+    let href = callback(&format!(
+        "code={code}&state={}&iss={ISSUER}&keep=1#frag",
+        tx.state
+    ));
+    let reply = handle(&mut w, 0, &href, Some(&tx));
+    assert_eq!(reply, Reply::Redirected(Some("/here?x=1".into())));
+    // The callback's parameters left the URL at once; then the app went
+    // to returnTo. The transaction is forgotten.
+    assert_eq!(
+        history(&w, 0),
+        vec![format!("{REDIRECT}?keep=1#frag"), "/here?x=1".into()]
+    );
+    assert!(w.tabs[0]
+        .browser
+        .iter()
+        .any(|c| matches!(c, Command::Forget)));
+    assert_eq!(w.server.exchanges, 1);
+    w.run_for(50.0);
+    for t in 0..2 {
+        assert!(w.tabs[t].authenticated(), "tab {t}");
+        let id = w.tabs[t].keeper.id_token().expect("an ID token");
+        assert_eq!(oidc::string_claim(id, "sub").as_deref(), Some("user1"));
+    }
+    // A tab opened now joins with no request to the provider.
+    let before = (w.server.exchanges, w.server.refresh_requests);
+    let t = w.open_tab();
+    let call = w.call(t, |k, now, id| k.ready(now, id));
+    assert_eq!(w.wait(t, call, 1_000.0), Some(Reply::Ready(true)));
+    assert!(w.tabs[t].keeper.id_token().is_some());
+    assert_eq!((w.server.exchanges, w.server.refresh_requests), before);
+}
+
+#[test]
+fn a_callback_is_exchanged_once() {
+    let mut w = world(1, 300.0);
+    let (_, tx) = login_redirect(&mut w, 0, OptValue::Undefined);
+    let code = w.server.authorize(&tx.nonce);
+    let href = callback(&format!("code={code}&state={}&iss={ISSUER}", tx.state));
+    assert!(matches!(
+        handle(&mut w, 0, &href, Some(&tx)),
+        Reply::Redirected(Some(_))
+    ));
+    // The same URL again (a reload, the back button): the transaction is
+    // gone, so is the code's use.
+    assert_eq!(
+        handle(&mut w, 0, &href, None),
+        Reply::Failed(Error::InvalidCallback {
+            reason: "no login was started in this tab (the state is unknown here)"
+        })
+    );
+    assert_eq!(w.server.exchanges, 1);
+}
+
+#[test]
+fn callbacks_that_are_not_this_tabs_login_are_refused_before_any_exchange() {
+    let mut w = world(1, 300.0);
+    let (_, tx) = login_redirect(&mut w, 0, OptValue::Undefined);
+    let code = w.server.authorize(&tx.nonce);
+    let cases = [
+        (format!("code={code}&state=other&iss={ISSUER}"), "the state"),
+        (
+            format!(
+                "code={code}&state={}&iss=https%3A%2F%2Fevil.example",
+                tx.state
+            ),
+            "iss parameter",
+        ),
+        // The provider promises iss (RFC 9207): a callback without it is
+        // another provider's (a mix-up).
+        (format!("code={code}&state={}", tx.state), "has no iss"),
+    ];
+    for (query, why) in cases {
+        match handle(&mut w, 0, &callback(&query), Some(&tx)) {
+            Reply::Failed(Error::InvalidCallback { reason }) => {
+                assert!(reason.contains(why), "{query}: {reason}")
+            }
+            other => panic!("{query}: {other:?}"),
+        }
+        assert_eq!(history(&w, 0).last().map(String::as_str), Some(REDIRECT));
+    }
+    // Ten minutes later, the login is over.
+    w.run_for(oidc::TRANSACTION_MAX_AGE_MS);
+    let query = format!("code={code}&state={}&iss={ISSUER}", tx.state);
+    assert!(matches!(
+        handle(&mut w, 0, &callback(&query), Some(&tx)),
+        Reply::Failed(Error::InvalidCallback { reason }) if reason.contains("10 minutes")
+    ));
+    assert_eq!(w.server.exchanges, 0);
+    assert!(!w.tabs[0].authenticated());
+}
+
+#[test]
+fn the_providers_error_is_the_logins_error() {
+    let mut w = world(1, 300.0);
+    let (_, tx) = login_redirect(&mut w, 0, OptValue::Undefined);
+    let query = format!(
+        "error=login_required&error_description=End-User+is+not+logged%20in&state={}&iss={ISSUER}",
+        tx.state
+    );
+    let reply = handle(&mut w, 0, &callback(&query), Some(&tx));
+    let Reply::Failed(e) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(e.code(), "login_failed");
+    assert_eq!(e.oauth_error(), Some("login_required"));
+    assert_eq!(e.description(), Some("End-User is not logged in"));
+    assert_eq!(e.status(), None);
+    let json = wire::error(&e);
+    assert!(
+        json.contains(r#""errorDescription":"End-User is not logged in""#),
+        "{json}"
+    );
+    assert_eq!(history(&w, 0), vec![REDIRECT.to_string()]);
+    // An error with another state is no answer to this tab's login.
+    let query = "error=access_denied&state=forged";
+    assert!(matches!(
+        handle(&mut w, 0, &callback(query), Some(&tx)),
+        Reply::Failed(Error::InvalidCallback { .. })
+    ));
+}
+
+#[test]
+fn a_page_that_is_no_callback_is_left_alone() {
+    let mut w = world(1, 300.0);
+    for href in [
+        "https://app.example/",
+        "https://app.example/callback",
+        "https://app.example/callback?state=x",
+        "https://app.example/other?code=c&state=s",
+    ] {
+        assert_eq!(
+            handle(&mut w, 0, href, None),
+            Reply::Redirected(None),
+            "{href}"
+        );
+    }
+    assert!(w.tabs[0].browser.is_empty());
+}
+
+#[test]
+fn an_id_token_for_another_login_is_refused() {
+    let mut w = world(1, 300.0);
+    let (_, tx) = login_redirect(&mut w, 0, OptValue::Undefined);
+    // The provider answers with an ID token of another login's nonce.
+    let code = w.server.authorize("someone-elses-nonce");
+    let href = callback(&format!("code={code}&state={}&iss={ISSUER}", tx.state));
+    assert_eq!(
+        handle(&mut w, 0, &href, Some(&tx)),
+        Reply::Failed(Error::InvalidIdToken {
+            check: "nonce is not the login's"
+        })
+    );
+    assert!(!w.tabs[0].authenticated());
+    // A provider of another issuer's tokens.
+    w.server.provider = Some(Provider {
+        issuer: "https://other.example".into(),
+        ..provider("user1")
+    });
+    let (_, tx) = login_redirect(&mut w, 0, OptValue::Undefined);
+    let code = w.server.authorize(&tx.nonce);
+    let href = callback(&format!("code={code}&state={}&iss={ISSUER}", tx.state));
+    assert_eq!(
+        handle(&mut w, 0, &href, Some(&tx)),
+        Reply::Failed(Error::InvalidIdToken {
+            check: "iss is not the issuer"
+        })
+    );
+}
+
+#[test]
+fn a_refresh_keeps_the_subject_or_ends_the_session() {
+    let mut w = world(2, 30.0);
+    assert!(matches!(log_in(&mut w, 0), Reply::Redirected(Some(_))));
+    w.run_for(31_000.0);
+    assert_eq!(w.server.refresh_requests, 1, "one refresh for both tabs");
+    for t in 0..2 {
+        assert!(w.tabs[t].authenticated(), "tab {t}");
+    }
+    // Now the provider hands out another user's ID token.
+    if let Some(p) = &mut w.server.provider {
+        p.sub = "user2".into();
+    }
+    w.run_for(31_000.0);
+    for t in 0..2 {
+        assert!(!w.tabs[t].authenticated(), "tab {t} ended the session");
+        assert_eq!(logouts(&w, t).len(), 1, "tab {t}");
+    }
+    let refreshed_by = (0..2)
+        .find(|t| logouts(&w, *t) == vec![LogoutReason::RefreshFailed])
+        .expect("the tab that refreshed says why");
+    assert!(w.tabs[refreshed_by].events.iter().any(|e| matches!(
+        e,
+        Event::RefreshError { error: Error::InvalidIdToken { check }, retrying: false, .. }
+            if check.contains("sub changed")
+    )));
+}
+
+#[test]
+fn a_refresh_without_an_id_token_keeps_the_first() {
+    let mut w = world(1, 30.0);
+    if let Some(p) = &mut w.server.provider {
+        p.on_refresh = false;
+    }
+    log_in(&mut w, 0);
+    let first = w.tabs[0].keeper.id_token().map(String::from);
+    w.run_for(31_000.0);
+    assert_eq!(w.server.refresh_requests, 1);
+    assert!(w.tabs[0].authenticated());
+    assert_eq!(w.tabs[0].keeper.id_token().map(String::from), first);
+}
+
+#[test]
+fn without_a_refresh_token_the_session_ends_at_expiry_in_every_tab() {
+    // As a provider that dropped offline_access: no refresh token.
+    let mut w = world(2, 30.0);
+    let (_, tx) = login_redirect(&mut w, 0, OptValue::Undefined);
+    let code = w.server.authorize(&tx.nonce);
+    w.server.no_refresh_tokens = true;
+    let href = callback(&format!("code={code}&state={}&iss={ISSUER}", tx.state));
+    assert!(matches!(
+        handle(&mut w, 0, &href, Some(&tx)),
+        Reply::Redirected(Some(_))
+    ));
+    w.run_for(50.0);
+    assert!(w.tabs[1].authenticated());
+    // refresh() cannot renew it, and says why; the session stays.
+    let call = w.call(0, |k, now, id| k.refresh(now, id));
+    assert!(matches!(
+        w.wait(0, call, 100.0),
+        Some(Reply::Failed(Error::InvalidTokenResponse { reason })) if reason.contains("offline_access")
+    ));
+    assert_eq!(w.tabs[0].keeper.refresh_at(), None);
+    w.run_for(29_000.0);
+    assert!(w.tabs[0].authenticated() && w.tabs[1].authenticated());
+    w.run_for(2_000.0);
+    for t in 0..2 {
+        assert!(!w.tabs[t].authenticated(), "tab {t}");
+        assert_eq!(logouts(&w, t), vec![LogoutReason::Expired], "tab {t}");
+    }
+    assert_eq!(w.server.refresh_requests, 0);
+}
+
+#[test]
+fn a_failed_discovery_fails_ready_and_is_asked_again() {
+    let mut w = World::new(oidc_settings(&[]), 300.0);
+    let t = w.open_tab();
+    w.tabs[t].discovery = Some((503, OptValue::Undefined));
+    let call = w.call(t, |k, now, id| k.ready(now, id));
+    match w.wait(t, call, 1_000.0) {
+        Some(Reply::Failed(Error::DiscoveryFailed { reason })) => {
+            assert_eq!(reason, "the issuer answered HTTP 503")
+        }
+        other => panic!("{other:?}"),
+    }
+    w.tabs[t].discovery = None;
+    let call = w.call(t, |k, now, id| k.ready(now, id));
+    assert_eq!(w.wait(t, call, 1_000.0), Some(Reply::Ready(false)));
+    // A document of another issuer is refused, naming both.
+    let mut w = World::new(oidc_settings(&[]), 300.0);
+    let t = w.open_tab();
+    let doc = OptValue::from_json(
+        Some(
+            r#"{"issuer":"https://idp.example/","authorization_endpoint":"https://idp.example/a","token_endpoint":"https://idp.example/t"}"#,
+        ),
+        1 << 16,
+    );
+    w.tabs[t].discovery = Some((200, doc));
+    let call = w.call(t, |k, now, id| k.ready(now, id));
+    match w.wait(t, call, 1_000.0) {
+        Some(Reply::Failed(Error::DiscoveryFailed { reason })) => assert_eq!(
+            reason,
+            r#"the document's issuer "https://idp.example/" is not the configured one "https://idp.example""#
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_tab_takes_no_session_before_its_discovery_nor_another_clients() {
+    let mut w = world(1, 300.0);
+    log_in(&mut w, 0);
+    // A new tab whose discovery has not come yet ignores the session.
+    let t = w.open_tab();
+    let session = tokenkeeper_core::protocol::Message::Session {
+        gen: 5,
+        tokens: w.tabs[0]
+            .keeper
+            .session()
+            .tokens()
+            .cloned()
+            .expect("tokens"),
+        until: None,
+        skew: None,
+    };
+    let data = encode(&session, "tab-x");
+    let now = w.now;
+    w.tabs[t].keeper.handle_tab_message(now, &data);
+    assert!(!w.tabs[t].authenticated());
+    w.run_for(100.0);
+    // After it, a session with another client's ID token is refused.
+    let mut tokens = w.tabs[0]
+        .keeper
+        .session()
+        .tokens()
+        .cloned()
+        .expect("tokens");
+    tokens.id = Some(jwt(&format!(
+        r#"{{"iss":"{ISSUER}","aud":"other","sub":"mallory","iat":1,"exp":2}}"#
+    )));
+    let hostile = tokenkeeper_core::protocol::Message::Session {
+        gen: u64::from(u32::MAX),
+        tokens,
+        until: None,
+        skew: None,
+    };
+    let now = w.now;
+    w.tabs[t]
+        .keeper
+        .handle_tab_message(now, &encode(&hostile, "tab-x"));
+    assert!(!w.tabs[t].authenticated());
+    w.tabs[t].keeper.handle_tab_message(now, &data);
+    assert!(w.tabs[t].authenticated());
+}
+
+#[test]
+fn logout_revokes_at_the_provider_and_logout_redirect_ends_its_session() {
+    let mut w = world(2, 300.0);
+    log_in(&mut w, 0);
+    w.run_for(50.0);
+    let rt = w.tabs[0]
+        .keeper
+        .session()
+        .refresh_token()
+        .expect("a refresh token");
+    let notice = w.logout(0).expect("a revocation");
+    assert_eq!(notice.url, format!("{ISSUER}/revoke"));
+    let request = wire::logout_request(w.tabs[0].keeper.settings(), &notice);
+    assert!(
+        request.contains(&format!(
+            r#""b":"token={rt}&token_type_hint=refresh_token&client_id=spa""#
+        )),
+        "{request}"
+    );
+    assert!(!request.contains("Authorization"), "{request}");
+    w.run_for(50.0);
+    assert!(!w.tabs[1].authenticated());
+    assert_eq!(logouts(&w, 1), vec![LogoutReason::Remote]);
+
+    log_in(&mut w, 0);
+    let id = w.tabs[0].keeper.id_token().map(String::from).expect("id");
+    let now = w.now;
+    let (notice, go) = w.tabs[0]
+        .keeper
+        .logout_redirect(now, Some("https://app.example/bye".into()))
+        .expect("logoutRedirect");
+    assert!(notice.is_some());
+    let go = go.expect("a page to go to");
+    assert!(go.starts_with(&format!("{ISSUER}/end?id_token_hint={id}&client_id=spa&")));
+    assert_eq!(
+        param(&go, "post_logout_redirect_uri"),
+        Some("https%3A%2F%2Fapp.example%2Fbye")
+    );
+    assert!(!w.tabs[0].authenticated());
+}
