@@ -463,23 +463,21 @@ impl TokenKeeper {
     /// origin; default: the current page); `prompt: "none"` signs in
     /// silently when the provider still has a session (else the callback
     /// fails with `login_required`).
-    #[wasm_bindgen(js_name = loginRedirect, unchecked_return_type = "Promise<void>")]
-    pub fn login_redirect(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "LoginRedirectOptions")] options: JsValue,
-    ) -> Promise {
-        self.shell.login_redirect_call(options)
+    // Declared in typescript.rs, with `options` optional.
+    #[wasm_bindgen(js_name = loginRedirect, skip_typescript)]
+    pub fn login_redirect(&self, options: Option<JsValue>) -> Promise {
+        self.shell
+            .login_redirect_call(options.unwrap_or(JsValue::UNDEFINED))
     }
 
     /// Logs out in every tab, revokes the refresh token at the provider,
     /// then navigates to its `end_session_endpoint` (RP-initiated logout)
     /// with `id_token_hint`, `client_id` and `post_logout_redirect_uri`.
-    #[wasm_bindgen(js_name = logoutRedirect, unchecked_return_type = "Promise<void>")]
-    pub fn logout_redirect(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "LogoutRedirectOptions")] options: JsValue,
-    ) -> Promise {
-        self.shell.logout_redirect_call(options)
+    // Declared in typescript.rs, with `options` optional.
+    #[wasm_bindgen(js_name = logoutRedirect, skip_typescript)]
+    pub fn logout_redirect(&self, options: Option<JsValue>) -> Promise {
+        self.shell
+            .logout_redirect_call(options.unwrap_or(JsValue::UNDEFINED))
     }
 
     /// The claims of the session's ID token (checked when it came from the

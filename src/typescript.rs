@@ -7,24 +7,11 @@ use wasm_bindgen::JsCast;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-/** Options of `new TokenKeeper(options)`. Validated once: an unknown option, a wrong type or an invalid URL throws a TokenKeeperError with code `invalid_option` naming it. */
-export interface TokenKeeperOptions {
-  /** The refresh endpoint (absolute, or relative to the page's location — never to a `<base>`). Required, unless `issuer` is set. */
-  refreshUrl?: string;
-  /** An OpenID provider's issuer (`https://idp.example.com`; http only on loopback): its endpoints come from `<issuer>/.well-known/openid-configuration`, the login is `loginRedirect()` (Authorization Code + PKCE), refreshes are the RFC 6749 form grant. Needs `clientId` and `redirectUri`; excludes `refreshUrl`, `logoutUrl` and `fields`. */
-  issuer?: string;
-  /** With `issuer`: the route of this app the provider sends the browser back to (same origin), where the app calls `handleRedirect()`. */
-  redirectUri?: string;
-  /** With `issuer`: where the provider sends the browser after `logoutRedirect()`, unless the call says. */
-  postLogoutRedirectUri?: string;
-  /** With `issuer`: more parameters of every authorization request, e.g. `{ audience: "https://api.example.com" }` for Auth0. */
-  authorizationParams?: Record<string, string>;
-  /** How the refresh token is sent: `"json"` body (default), RFC 6749 `"form"`, or an HttpOnly `"cookie"` the page never sees. */
-  refreshStyle?: "json" | "form" | "cookie";
-  /** `client_id`: the OAuth client (required with `issuer`; sent with form-style refreshes). */
-  clientId?: string;
-  /** `scope`: with `issuer`, the login's (default `"openid"`; add `offline_access` for refresh tokens); otherwise sent with form-style refreshes. */
-  scope?: string;
+/** Options of `new TokenKeeper(options)`: a token endpoint of the app's own (`refreshUrl`) or an OpenID provider (`issuer`). Validated once: an unknown option, a wrong type or an invalid URL throws a TokenKeeperError with code `invalid_option` naming it. */
+export type TokenKeeperOptions = EndpointOptions | ProviderOptions;
+
+/** What every keeper takes. */
+export interface CommonOptions {
   /** The request header that carries the token (one a page may set: not `Cookie`, `Host`, `Sec-…`, …). Default `"Authorization"`. */
   header?: string;
   /** The scheme before the token; `null` sends the raw token. Default `"Bearer"`. */
@@ -35,12 +22,42 @@ export interface TokenKeeperOptions {
   refreshLeadSeconds?: number;
   /** A response header that may carry a renewed access token. Default: none. */
   renewHeader?: string | null;
+  /** The cross-tab channel name. Default `"tokenkeeper"`. */
+  channel?: string;
+}
+
+/** A keeper of the app's own token endpoints. */
+export interface EndpointOptions extends CommonOptions {
+  /** The refresh endpoint (absolute, or relative to the page's location — never to a `<base>`). Required. */
+  refreshUrl: string;
+  /** How the refresh token is sent: `"json"` body (default), RFC 6749 `"form"`, or an HttpOnly `"cookie"` the page never sees. */
+  refreshStyle?: "json" | "form" | "cookie";
+  /** `client_id` sent with form-style refreshes. */
+  clientId?: string;
+  /** `scope` sent with form-style refreshes. */
+  scope?: string;
   /** A logout/revoke endpoint told on logout (best effort). Default: none. */
   logoutUrl?: string | null;
   /** Field names of the token response. Default `access_token`, `refresh_token`, `expires_in`. */
   fields?: { accessToken?: string; refreshToken?: string; expiresIn?: string };
-  /** The cross-tab channel name. Default `"tokenkeeper"`. */
-  channel?: string;
+}
+
+/** A keeper of an OpenID provider's sessions: its endpoints come from `<issuer>/.well-known/openid-configuration`, the login is `loginRedirect()` (Authorization Code + PKCE), refreshes are the RFC 6749 form grant. */
+export interface ProviderOptions extends CommonOptions {
+  /** The issuer, exactly as its discovery document names it (`https://idp.example.com`; http only on loopback). */
+  issuer: string;
+  /** The OAuth client: a public client (no secret) registered with the provider. */
+  clientId: string;
+  /** The route of this app the provider sends the browser back to (same origin), where the app calls `handleRedirect()`. Registered with the provider. */
+  redirectUri: string;
+  /** The login's scope. Default `"openid"`; add `offline_access` for refresh tokens. */
+  scope?: string;
+  /** Where the provider sends the browser after `logoutRedirect()`, unless the call says. */
+  postLogoutRedirectUri?: string;
+  /** More parameters of every authorization request, e.g. `{ audience: "https://api.example.com" }` for Auth0. */
+  authorizationParams?: Record<string, string>;
+  /** Always the RFC 6749 form grant with a provider. */
+  refreshStyle?: "form";
 }
 
 /** `loginRedirect(options)`. */
@@ -174,6 +191,20 @@ export interface TokenKeeper {
    * origins, and a 401 is answered by one refresh and one replay.
    */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /**
+   * Logs in at the identity provider (`issuer`): navigates the page to its
+   * authorization endpoint (Authorization Code with PKCE). `returnTo` is
+   * where `handleRedirect()` puts the app afterwards (default: the current
+   * page); `prompt: "none"` signs in silently when the provider still has a
+   * session (else the callback fails with `login_required`).
+   */
+  loginRedirect(options?: LoginRedirectOptions): Promise<void>;
+  /**
+   * Logs out in every tab, revokes the refresh token at the provider, then
+   * navigates to its `end_session_endpoint` with `id_token_hint`,
+   * `client_id` and `post_logout_redirect_uri`.
+   */
+  logoutRedirect(options?: LogoutRedirectOptions): Promise<void>;
   /**
    * Frees the keeper: its timer, listeners and channel go, its tokens are
    * cleared, and waiting calls end. Later calls reject (or throw) a

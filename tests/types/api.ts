@@ -6,7 +6,11 @@
 import init, { initSync, isTokenKeeperError, TokenKeeper } from "tokenkeeper";
 import type {
   ChangeDetail,
+  EndpointOptions,
   ExpiredDetail,
+  IdTokenClaims,
+  LoginRedirectOptions,
+  LogoutRedirectOptions,
   InitOutput,
   LogoutDetail,
   RefreshDetail,
@@ -34,7 +38,7 @@ export async function load(): Promise<InitOutput> {
 }
 
 // --- options ----------------------------------------------------------------
-const everyOption: Required<TokenKeeperOptions> = {
+const everyOption: Required<EndpointOptions> = {
   refreshUrl: "/token/refresh",
   refreshStyle: "form",
   clientId: "spa",
@@ -50,6 +54,8 @@ const everyOption: Required<TokenKeeperOptions> = {
 };
 export const full = new TokenKeeper(everyOption);
 export const minimal = new TokenKeeper({ refreshUrl: "/token/refresh" });
+const either: TokenKeeperOptions[] = [everyOption, { issuer: "https://idp.example.com", clientId: "spa", redirectUri: "/cb" }];
+void either;
 new TokenKeeper({ refreshUrl: "/r", refreshStyle: "cookie", scheme: "DPoP", renewHeader: null, logoutUrl: null });
 
 // @ts-expect-error -- refreshUrl is required
@@ -140,7 +146,7 @@ export function events(keeper: TokenKeeper): Array<() => void> {
       expectType<Equals<typeof d, LogoutDetail>>();
       // @ts-expect-error -- the reason is a string, not a number
       const wrong: number = d.reason;
-      const reason: "local" | "refresh-failed" | "remote" = d.reason;
+      const reason: "local" | "refresh-failed" | "remote" | "expired" = d.reason;
       void [wrong, reason];
     }),
   );
@@ -206,3 +212,54 @@ export async function errors(keeper: TokenKeeper): Promise<string> {
     throw e;
   }
 }
+
+// An OpenID provider's keeper: the redirect flow, typed as an app uses it.
+async function identityProvider(): Promise<string> {
+  const keeper = new TokenKeeper({
+    issuer: "https://idp.example.com",
+    clientId: "spa",
+    redirectUri: location.origin + "/callback",
+    scope: "openid profile offline_access",
+    postLogoutRedirectUri: location.origin + "/",
+    authorizationParams: { audience: "https://api.example.com" },
+    allowedOrigins: [location.origin, "https://api.example.com"],
+  });
+  // @ts-expect-error -- authorization parameters are strings
+  new TokenKeeper({ issuer: "https://idp.example.com", clientId: "spa", redirectUri: "/cb", authorizationParams: { max_age: 5 } });
+  // @ts-expect-error -- neither refreshUrl nor issuer
+  new TokenKeeper({ clientId: "spa", redirectUri: "/cb" });
+  const done = await keeper.handleRedirect();
+  expectType<Equals<typeof done, { returnTo: string } | null>>();
+  if (done) return done.returnTo;
+  const ready: boolean = await keeper.ready();
+  if (!ready) {
+    const opts: LoginRedirectOptions = { returnTo: "/app", prompt: "none", loginHint: "a@example.com" };
+    await keeper.loginRedirect(opts);
+    // @ts-expect-error -- returnTo is a string
+    await keeper.loginRedirect({ returnTo: 5 });
+  }
+  const claims = keeper.idTokenClaims;
+  expectType<Equals<typeof claims, IdTokenClaims | undefined>>();
+  const sub: string | undefined = claims?.sub;
+  const name: unknown = claims?.["name"];
+  keeper.on("logout", (d) => {
+    const reason: "local" | "refresh-failed" | "remote" | "expired" = d.reason;
+    void reason;
+  });
+  const bye: LogoutRedirectOptions = { postLogoutRedirectUri: location.origin + "/" };
+  await keeper.logoutRedirect(bye);
+  await keeper.logoutRedirect();
+  await keeper.loginRedirect();
+  try {
+    await keeper.handleRedirect();
+  } catch (e) {
+    if (isTokenKeeperError(e)) {
+      const described: string | undefined = e.errorDescription;
+      const code: TokenKeeperErrorCode = e.code;
+      if (code === "invalid_callback" || code === "invalid_id_token" || code === "discovery_failed") return code;
+      void described;
+    }
+  }
+  return `${sub ?? ""}${String(name)}`;
+}
+void identityProvider;
