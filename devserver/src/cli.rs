@@ -17,6 +17,8 @@ OPTIONS:
     --port-file PATH       write the bound port number to PATH once listening
     --www DIR              serve DIR at /  (index.html for /)
     --pkg DIR              serve DIR at /pkg/
+    --issuer URL           tell pages of an OpenID provider: GET /demo-config.json
+                           answers the issuer URL as JSON (the demo's provider)
     --access-ttl DUR       access-token lifetime                 [default: 30s]
     --refresh-ttl DUR      refresh-token lifetime                [default: 24h]
     --reuse-grace-ms N     grace window (ms) for re-presenting a rotated
@@ -67,6 +69,7 @@ where
                 | "--port-file"
                 | "--www"
                 | "--pkg"
+                | "--issuer"
                 | "--access-ttl"
                 | "--refresh-ttl"
                 | "--reuse-grace-ms"
@@ -102,6 +105,7 @@ where
             "--port-file" => config.port_file = Some(PathBuf::from(value)),
             "--www" => config.www = Some(PathBuf::from(value)),
             "--pkg" => config.pkg = Some(PathBuf::from(value)),
+            "--issuer" => config.issuer = Some(value),
             "--access-ttl" => {
                 rt.access_ttl_ms = positive(&flag, parse_duration(&value))?;
             }

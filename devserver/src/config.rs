@@ -21,6 +21,8 @@ pub struct Config {
     pub www: Option<PathBuf>,
     /// Directory served at `/pkg/`.
     pub pkg: Option<PathBuf>,
+    /// An OpenID provider's issuer the demo page is told of (`/demo-config.json`).
+    pub issuer: Option<String>,
     /// Suppress the per-request log on stderr.
     pub quiet: bool,
     /// Token behaviour; can be changed later through `/admin/config`.
@@ -35,6 +37,7 @@ impl Default for Config {
             port_file: None,
             www: None,
             pkg: None,
+            issuer: None,
             quiet: false,
             runtime: RuntimeConfig::default(),
         }
