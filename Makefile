@@ -54,13 +54,19 @@ examples: bootstrap build
 	done
 
 ## Build, then serve www/ and pkg/ with the dev auth server on 127.0.0.1:$(DEMO_PORT)
-## (the examples at /react/dist/ and /vue/dist/).
+## (the examples at /react/dist/ and /vue/dist/), and an OpenID provider (npm
+## oidc-provider, scripts/oidc-provider.mjs) on 127.0.0.1:$(DEMO_IDP_PORT).
+DEMO_IDP_PORT ?= 8081
 demo: build examples
 	cargo build --quiet -p tokenkeeper-devserver
 	@echo
 	@echo "  tokenkeeper demo: open http://127.0.0.1:$(DEMO_PORT)/  (log in as user1 / password1; Ctrl-C stops)"
+	@echo "  its identity provider: http://127.0.0.1:$(DEMO_IDP_PORT) (the same user)"
 	@echo
-	target/debug/tokenkeeper-devserver --port $(DEMO_PORT) --www www --pkg pkg $(DEMO_FLAGS)
+	@node scripts/oidc-provider.mjs --port $(DEMO_IDP_PORT) --app-origin http://127.0.0.1:$(DEMO_PORT) \
+		--access-ttl 10 >/dev/null & idp=$$!; trap "kill $$idp 2>/dev/null" EXIT INT TERM; \
+	target/debug/tokenkeeper-devserver --port $(DEMO_PORT) --www www --pkg pkg \
+		--issuer http://127.0.0.1:$(DEMO_IDP_PORT) $(DEMO_FLAGS)
 
 ## Every test: formatting, lints, native unit + dev-server tests, browser tests.
 test: bootstrap lint unit browser-test types e2e

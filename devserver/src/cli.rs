@@ -17,8 +17,8 @@ OPTIONS:
     --port-file PATH       write the bound port number to PATH once listening
     --www DIR              serve DIR at /  (index.html for /)
     --pkg DIR              serve DIR at /pkg/
-    --issuer URL           tell pages of an OpenID provider: GET /demo-config.json
-                           answers the issuer URL as JSON (the demo's provider)
+    --issuer URL           the demo's OpenID provider, which GET /demo-config.json
+                           names (null without this flag)
     --access-ttl DUR       access-token lifetime                 [default: 30s]
     --refresh-ttl DUR      refresh-token lifetime                [default: 24h]
     --reuse-grace-ms N     grace window (ms) for re-presenting a rotated

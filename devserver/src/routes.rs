@@ -34,14 +34,13 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
     if let Some(pkg) = &config.pkg {
         app = app.nest_service("/pkg", statics::serve_dir(pkg));
     }
-    if let Some(issuer) = config.issuer.clone() {
-        // The demo page learns where `make demo` started its identity provider.
-        let body = serde_json::json!({ "issuer": issuer });
-        app = app.route(
-            "/demo-config.json",
-            axum::routing::get(move || async move { axum::Json(body) }),
-        );
-    }
+    // The demo page learns where `make demo` started its identity provider
+    // (`null`: none).
+    let demo_config = serde_json::json!({ "issuer": config.issuer });
+    app = app.route(
+        "/demo-config.json",
+        axum::routing::get(move || async move { axum::Json(demo_config) }),
+    );
     app = match &config.www {
         Some(www) => app.fallback_service(statics::serve_dir(www)),
         None => app.fallback(not_found),

@@ -6,7 +6,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { launch, root, shots, sleep, startServer } from "./lib.mjs";
+import { freePort, launch, root, shots, sleep, startServer } from "./lib.mjs";
+import { startProvider } from "../../scripts/oidc-provider.mjs";
 
 let server, browser;
 
@@ -137,4 +138,63 @@ test("the demo: session state, countdowns, drawn timeline, faults, a second tab"
   assert.deepEqual(errors, []);
   assert.deepEqual(secondErrors, []);
   await context.close();
+});
+
+test("the demo's identity-provider card: log in at the provider, a second tab joins, log out there", async () => {
+  // As `make demo` runs them: the provider on a port the dev server names.
+  const port = await freePort();
+  const demo = await startServer({
+    www: join(root, "www"),
+    pkg: join(root, "pkg"),
+    flags: ["--issuer", `http://127.0.0.1:${port}`],
+  });
+  const op = await startProvider({ port, appOrigin: demo.url, accessTtl: 10 });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+  try {
+    const page = await context.newPage();
+    // The demo's errors; the provider's own pages are not the demo.
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => {
+      if (m.type() === "error" && !page.url().startsWith(op.issuer)) errors.push(m.text());
+    });
+    await page.goto(demo.url + "/");
+    await page.waitForSelector("#idp-state.off");
+    await page.click("#idp-login");
+    await page.waitForURL((u) => u.origin === op.issuer, { timeout: 10000 });
+    await page.fill('input[name="login"]', "user1");
+    await page.fill('input[name="password"]', "password1");
+    await page.click('button[type="submit"]');
+    await page.waitForSelector("#idp-state.on", { timeout: 10000 });
+    assert.equal(page.url(), demo.url + "/", "back on the demo, the callback's parameters gone");
+    assert.match(await text(page, "#idp-who"), /as User One \(sub user1\)/);
+    await page.click("#idp-call");
+    await page.waitForFunction(() => document.querySelector("#idp-result").textContent.includes("/me → 200"));
+
+    // A second tab joins the provider's session with no request to it.
+    const before = op.stats().token;
+    const second = await context.newPage();
+    const secondErrors = watch(second);
+    await second.goto(demo.url + "/");
+    await second.waitForSelector("#idp-state.on");
+    assert.match(await text(second, "#idp-result"), /joined the provider's session/);
+    assert.deepEqual(op.stats().token, before);
+    await page.screenshot({ path: join(shots, "demo-idp.png") });
+
+    // Logging out there ends both tabs and the provider's session.
+    await page.click("#idp-logout");
+    await page.waitForURL((u) => u.origin === op.issuer, { timeout: 10000 });
+    const yes = page.locator('button[name="logout"][value="yes"]');
+    if (await yes.count()) await yes.click();
+    await page.waitForURL((u) => u.origin === demo.url, { timeout: 10000 });
+    await page.waitForSelector("#idp-state.off");
+    await second.waitForSelector("#idp-state.off");
+    assert.ok(op.stats().revocations >= 1);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(secondErrors, []);
+  } finally {
+    await context.close();
+    await op.stop();
+    demo.stop();
+  }
 });
