@@ -11,8 +11,9 @@
 //   prints the issuer URL on one line and runs until SIGINT/SIGTERM.
 //
 // The client `spa` (public, PKCE S256 required) may redirect to
-// `${appOrigin}/callback/` and `${appOrigin}/`; after logout to `${appOrigin}/`
-// and `${appOrigin}/logged-out/`. Refresh tokens are issued without
+// `${appOrigin}/callback/` and `${appOrigin}/` (and the same under /react/dist/
+// and /vue/dist/, the demo's examples); after logout to those roots and
+// `${appOrigin}/logged-out/`. Refresh tokens are issued without
 // prompt=consent and rotate on every use; presenting a rotated one is answered
 // invalid_grant and revokes the whole grant. The only account is user1 with
 // password password1 (the stock dev login page accepts any password: a check
@@ -29,6 +30,8 @@ import { pathToFileURL } from "node:url";
 
 export const USER = { login: "user1", password: "password1", claims: { sub: "user1", name: "User One" } };
 export const CLIENT_ID = "spa";
+/** Where the app's pages live on appOrigin: its root, and the demo's examples. */
+const APP_ROOTS = ["/", "/react/dist/", "/vue/dist/"];
 const INTROSPECTOR = { id: "introspector", secret: randomBytes(16).toString("hex") };
 
 // oidc-provider speaks through console.warn/console.info with these prefixes
@@ -97,8 +100,10 @@ export async function startProvider({ port = 0, appOrigin, accessTtl = 5, refres
         token_endpoint_auth_method: "none",
         grant_types: ["authorization_code", "refresh_token"],
         response_types: ["code"],
-        redirect_uris: [`${appOrigin}/callback/`, `${appOrigin}/`],
-        post_logout_redirect_uris: [`${appOrigin}/`, `${appOrigin}/logged-out/`],
+        // The app at the origin's root, and the demo's React and Vue examples
+        // (served at /react/dist/ and /vue/dist/ by `make demo`).
+        redirect_uris: APP_ROOTS.flatMap((root) => [`${appOrigin}${root}callback/`, `${appOrigin}${root}`]),
+        post_logout_redirect_uris: [...APP_ROOTS.map((root) => `${appOrigin}${root}`), `${appOrigin}/logged-out/`],
       },
       {
         client_id: INTROSPECTOR.id,

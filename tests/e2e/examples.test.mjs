@@ -9,7 +9,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
-import { colorShare, launch, root, shots, startServer, startVite, watchErrors } from "./lib.mjs";
+import { colorShare, freePort, launch, root, shots, startServer, startVite, watchErrors } from "./lib.mjs";
+import { startProvider } from "../../scripts/oidc-provider.mjs";
 
 const GREEN = [0x13, 0x7a, 0x3a]; // .badge.logged-in
 const RED = [0xa4, 0x26, 0x2c]; // .badge.logged-out
@@ -84,6 +85,51 @@ for (const name of ["react", "vue"]) {
     try {
       await session(server.url + "/", name, server);
     } finally {
+      server.stop();
+    }
+  });
+
+  test(`${name} example, built: log in with the identity provider through its callback route, log out there`, async () => {
+    // As `make demo` runs them: the provider on a port the dev server names.
+    const port = await freePort();
+    const server = await startServer({ www: join(dir, "dist"), flags: ["--issuer", `http://127.0.0.1:${port}`] });
+    const op = await startProvider({ port, appOrigin: server.url, accessTtl: 10 });
+    const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    // The example's errors; the provider's own pages are not the example.
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => {
+      if (m.type() === "error" && !page.url().startsWith(op.issuer)) errors.push(m.text());
+    });
+    const visited = [];
+    page.on("framenavigated", (f) => f === page.mainFrame() && visited.push(new URL(f.url()).pathname));
+    try {
+      await page.goto(server.url + "/");
+      await page.waitForSelector("#status.logged-out");
+      await page.waitForSelector("#idp-status.logged-out");
+      await page.click("#idp-login");
+      await page.waitForURL((u) => u.origin === op.issuer, { timeout: 10000 });
+      await page.fill('input[name="login"]', "user1");
+      await page.fill('input[name="password"]', "password1");
+      await page.click('button[type="submit"]');
+      await page.waitForSelector("#idp-status.logged-in", { timeout: 10000 });
+      assert.equal(await page.textContent("#idp-name"), "User One");
+      assert.ok(visited.includes("/callback/"), "the provider sent the browser to the callback route");
+      assert.equal(page.url(), server.url + "/", "the callback route put the app back at its root, parameters gone");
+      assert.equal(op.stats().token.authorization_code, 1);
+      await page.screenshot({ path: join(shots, `${name}-idp.png`) });
+
+      await page.click("#idp-logout");
+      await page.waitForURL((u) => u.origin === op.issuer, { timeout: 10000 });
+      const yes = page.locator('button[name="logout"][value="yes"]');
+      if (await yes.count()) await yes.click();
+      await page.waitForURL((u) => u.origin === server.url, { timeout: 10000 });
+      await page.waitForSelector("#idp-status.logged-out");
+      assert.ok(op.stats().revocations >= 1, "the refresh token was revoked");
+      assert.deepEqual(errors, []);
+    } finally {
+      await page.close();
+      await op.stop();
       server.stop();
     }
   });

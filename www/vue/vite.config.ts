@@ -8,11 +8,12 @@ import { defineConfig, type Plugin } from "vite";
 const api = process.env.TOKENKEEPER_SERVER ?? "http://127.0.0.1:8080";
 
 // The built page runs under a strict Content-Security-Policy. tokenkeeper
-// needs only 'wasm-unsafe-eval' (to compile its WebAssembly module). Build
-// only: the dev server injects inline scripts and styles.
+// needs only 'wasm-unsafe-eval' (to compile its WebAssembly module), and
+// connect-src for an identity provider's origin (the demo's, on loopback).
+// Build only: the dev server injects inline scripts and styles.
 function strictCsp(): Plugin {
   const policy =
-    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; connect-src 'self'";
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; connect-src 'self' http://127.0.0.1:*";
   return {
     name: "strict-csp",
     apply: "build",
@@ -27,7 +28,15 @@ export default defineConfig({
   // Relative asset URLs: the build works wherever it is served from (the
   // demo server serves it at /vue/dist/, the tests at /).
   base: "./",
+  // Two pages of one app: the identity provider's callback route is a page
+  // of its own (callback/index.html, the same app), so a static server
+  // serves it without a fallback to index.html.
+  build: {
+    rolldownOptions: {
+      input: { main: "index.html", callback: "callback/index.html" },
+    },
+  },
   server: {
-    proxy: Object.fromEntries(["/login", "/logout", "/token", "/api"].map((p) => [p, api])),
+    proxy: Object.fromEntries(["/login", "/logout", "/token", "/api", "/demo-config.json"].map((p) => [p, api])),
   },
 });

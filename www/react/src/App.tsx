@@ -5,6 +5,30 @@ import { createTokenKeeper, useTokenKeeper } from "./useTokenKeeper.ts";
 // Once per page. Short lead so that the refreshes show within seconds.
 const auth = createTokenKeeper({ refreshUrl: "/token/refresh", logoutUrl: "/logout", refreshLeadSeconds: 5 });
 
+// The app's root (where it is served: /react/dist/ by the demo, / by vite),
+// and its callback route, where the identity provider sends the browser back.
+const appRoot = new URL(location.pathname.endsWith("/callback/") ? "../" : "./", location.href);
+// The identity provider `make demo` starts beside the dev server (it names
+// it at /demo-config.json), if there is one: a second session, by redirect.
+const provider = createTokenKeeper(
+  fetch("/demo-config.json")
+    .then((r) => r.json() as Promise<{ issuer?: string | null }>)
+    .then(
+      ({ issuer }) =>
+        issuer
+          ? {
+              issuer,
+              clientId: "spa",
+              redirectUri: new URL("callback/", appRoot).href,
+              scope: "openid profile offline_access",
+              allowedOrigins: [location.origin, issuer],
+              channel: "react-idp",
+            }
+          : null,
+      () => null,
+    ),
+);
+
 interface Me {
   sub: string;
   jti: string;
@@ -31,6 +55,7 @@ function describe(e: unknown): string {
 
 export default function App() {
   const session = useTokenKeeper(auth);
+  const idp = useTokenKeeper(provider);
   const now = useNow(200);
   const [me, setMe] = useState<Me | null>(null);
   const [error, setError] = useState("");
@@ -62,7 +87,13 @@ export default function App() {
     setMe(null);
   }
 
-  const label = { loading: "loading…", "logged-in": "logged in", "logged-out": "logged out", failed: "failed" };
+  const label = {
+    loading: "loading…",
+    "logged-in": "logged in",
+    "logged-out": "logged out",
+    failed: "failed",
+    unavailable: "none",
+  };
   return (
     <main>
       <h1>
@@ -109,6 +140,32 @@ export default function App() {
       )}
 
       {error && <p id="error">{error}</p>}
+
+      {idp.status !== "unavailable" && (
+        <section id="idp">
+          <h2>Or: an identity provider</h2>
+          <p>
+            Status: <span id="idp-status" className={`badge ${idp.status}`}>{label[idp.status]}</span>
+            {idp.claims && (
+              <>
+                {" "}
+                as <strong id="idp-name">{String(idp.claims["name"] ?? idp.claims.sub)}</strong>
+              </>
+            )}
+          </p>
+          {idp.status === "logged-out" && (
+            <button id="idp-login" onClick={() => void idp.loginRedirect({ returnTo: appRoot.pathname })}>
+              Log in with the identity provider
+            </button>
+          )}
+          {idp.isAuthenticated && (
+            <button id="idp-logout" onClick={() => void idp.logoutRedirect({ postLogoutRedirectUri: appRoot.href })}>
+              Log out there too
+            </button>
+          )}
+          {idp.loginError !== undefined && <p id="idp-error">{describe(idp.loginError)}</p>}
+        </section>
+      )}
     </main>
   );
 }

@@ -3,17 +3,29 @@
 // Copy this file into your app.
 //
 //   const auth = createTokenKeeper({ refreshUrl: "/token/refresh" });  // module scope, once
+//   // or, with an identity provider (the store handles its callback on load):
+//   const auth = createTokenKeeper({ issuer, clientId, redirectUri: location.origin + "/callback/" });
 //   function Profile() {
 //     const { status, fetch } = useTokenKeeper(auth);
 //     ...
 //   }
 import { useSyncExternalStore } from "react";
-import init, { TokenKeeper, type TokenKeeperOptions } from "tokenkeeper";
+import init, {
+  TokenKeeper,
+  type IdTokenClaims,
+  type LoginRedirectOptions,
+  type LogoutRedirectOptions,
+  type TokenKeeperOptions,
+} from "tokenkeeper";
 
 /** The session as components see it: a new object on every change. */
 export interface SessionState {
-  /** `loading` until the wasm module is in and the other tabs were asked for their session. */
-  status: "loading" | "logged-in" | "logged-out" | "failed";
+  /**
+   * `loading` until the wasm module is in, a provider's callback was handled
+   * and the other tabs were asked for their session; `unavailable` when the
+   * options came as `null` (no provider configured).
+   */
+  status: "loading" | "logged-in" | "logged-out" | "failed" | "unavailable";
   isAuthenticated: boolean;
   /** When the access token expires, in ms since the epoch. */
   expiresAt: number | undefined;
@@ -23,6 +35,10 @@ export interface SessionState {
   generation: number;
   /** Why loading failed (`status: "failed"`). */
   error: unknown;
+  /** With an identity provider: the ID token's claims. */
+  claims: IdTokenClaims | undefined;
+  /** With an identity provider: why the login it sent the browser back from failed. */
+  loginError: unknown;
 }
 
 /** The page's session: create it once, at module scope. */
@@ -33,11 +49,21 @@ export interface TokenKeeperStore {
   getSnapshot(): SessionState;
   login(url: string, credentials: Record<string, unknown>): Promise<void>;
   logout(): Promise<void>;
+  /** With an identity provider: go to its login page (the callback is handled on the next load). */
+  loginRedirect(options?: LoginRedirectOptions): Promise<void>;
+  /** With an identity provider: log out in every tab and at the provider. */
+  logoutRedirect(options?: LogoutRedirectOptions): Promise<void>;
   /** `window.fetch` with the access token attached (allowed origins only), refreshed on a 401. */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
 }
 
-export function createTokenKeeper(options: TokenKeeperOptions): TokenKeeperStore {
+/**
+ * The page's session store. `options` may come later (a promise: read from
+ * the app's config), and as `null` when there is nothing to keep.
+ */
+export function createTokenKeeper(
+  options: TokenKeeperOptions | Promise<TokenKeeperOptions | null>,
+): TokenKeeperStore {
   let state: SessionState = {
     status: "loading",
     isAuthenticated: false,
@@ -45,7 +71,10 @@ export function createTokenKeeper(options: TokenKeeperOptions): TokenKeeperStore
     refreshAt: undefined,
     generation: 0,
     error: undefined,
+    claims: undefined,
+    loginError: undefined,
   };
+  let loginError: unknown = undefined;
   const listeners = new Set<() => void>();
   const publish = (next: SessionState) => {
     state = next;
@@ -59,12 +88,22 @@ export function createTokenKeeper(options: TokenKeeperOptions): TokenKeeperStore
       refreshAt: k.refreshAt,
       generation: k.generation,
       error: undefined,
+      claims: k.idTokenClaims,
+      loginError,
     });
 
-  const keeper = init().then(async () => {
-    const k = new TokenKeeper(options);
+  const keeper = Promise.all([options, init()]).then(async ([opts]) => {
+    if (opts === null) {
+      publish({ ...state, status: "unavailable" });
+      return new Promise<TokenKeeper>(() => {}); // never: there is no keeper
+    }
+    const k = new TokenKeeper(opts);
     k.on("change", () => read(k));
-    await k.ready(); // joins the session another tab of this app already holds
+    if ("issuer" in opts) {
+      // Back from the provider: finish the login (the URL becomes its returnTo).
+      await k.handleRedirect().catch((e: unknown) => (loginError = e));
+    }
+    if (!k.isAuthenticated) await k.ready(); // joins the session another tab of this app already holds
     read(k);
     return k;
   });
@@ -79,6 +118,8 @@ export function createTokenKeeper(options: TokenKeeperOptions): TokenKeeperStore
     getSnapshot: () => state,
     login: async (url, credentials) => (await keeper).login(url, credentials),
     logout: async () => (await keeper).logout(),
+    loginRedirect: async (o) => (await keeper).loginRedirect(o),
+    logoutRedirect: async (o) => (await keeper).logoutRedirect(o),
     fetch: async (input, init) => (await keeper).fetch(input, init),
   };
 }
@@ -86,5 +127,12 @@ export function createTokenKeeper(options: TokenKeeperOptions): TokenKeeperStore
 /** The session state, re-rendered on every change, and the calls that change it. */
 export function useTokenKeeper(store: TokenKeeperStore) {
   const state = useSyncExternalStore(store.subscribe, store.getSnapshot);
-  return { ...state, login: store.login, logout: store.logout, fetch: store.fetch };
+  return {
+    ...state,
+    login: store.login,
+    logout: store.logout,
+    loginRedirect: store.loginRedirect,
+    logoutRedirect: store.logoutRedirect,
+    fetch: store.fetch,
+  };
 }
