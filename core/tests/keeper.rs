@@ -528,9 +528,10 @@ fn names_are_the_ones_the_typescript_types_declare() {
         LogoutReason::Local,
         LogoutReason::RefreshFailed,
         LogoutReason::Remote,
+        LogoutReason::Expired,
     ];
     let names: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
-    assert_eq!(names, ["local", "refresh-failed", "remote"]);
+    assert_eq!(names, ["local", "refresh-failed", "remote", "expired"]);
     assert_eq!(declared("LogoutDetail", "reason"), names);
     let reasons = [
         ExpiredReason::NoSession,
