@@ -221,11 +221,14 @@ export class Shell {
     listen(this.channel, "message", (e) => this.input(() => core.tab(now(), tk_json(e.data, this.message))));
     shells.add(this);
     listenPage();
-    let stored;
-    try {
-      stored = storage()?.getItem(this.store) ?? undefined;
-    } catch {}
-    if (stored !== undefined) core.sweep(now(), stored.slice(0, this.message + 1));
+    if (this.logins) {
+      // A login abandoned long ago is forgotten.
+      let stored;
+      try {
+        stored = storage()?.getItem(this.store) ?? undefined;
+      } catch {}
+      if (stored !== undefined) core.sweep(now(), stored.slice(0, this.message + 1));
+    }
     this.drive();
   }
 
@@ -394,7 +397,9 @@ export class Shell {
       stored = storage()?.getItem(this.store) ?? undefined;
     } catch {}
     if (stored !== undefined) stored = stored.slice(0, this.message + 1);
-    const r = ok(await this.call((id) => this.core.handle_redirect(now(), id, String(location.href), stored)));
+    // (Cut one unit past the keeper's bound: it refuses what is longer.)
+    const href = String(location.href).slice(0, this.message + 1);
+    const r = ok(await this.call((id) => this.core.handle_redirect(now(), id, href, stored)));
     return r.to === undefined ? null : { returnTo: r.to };
   }
 
@@ -406,7 +411,7 @@ export class Shell {
       // The keeper refuses a login without randomness.
       random = new Uint8Array(0);
     }
-    const here = location.pathname + location.search + location.hash;
+    const here = (location.pathname + location.search + location.hash).slice(0, this.message + 1);
     ok(await this.call((id) => this.core.login_redirect(now(), id, here, random, options)));
   }
 

@@ -255,7 +255,9 @@ fn digits_of_big(out: &mut String, mantissa: u64, shift: u32) {
 /// methods such a request is sent again for without the token when it meets
 /// a redirect ([`RESEND_WITHOUT_TOKEN`](crate::keeper::RESEND_WITHOUT_TOKEN)), and `rejected`
 /// the status of a refused token: only a response with that status or
-/// with a renewed token is handed to [`Keeper::response`](crate::keeper::Keeper::response).
+/// with a renewed token is handed to [`Keeper::response`](crate::keeper::Keeper::response);
+/// `logins` whether login transactions live in the tab's `sessionStorage`
+/// (an OpenID provider's keeper).
 pub fn executor_config(settings: &Settings) -> String {
     let mut w = Writer::new();
     w.str("header", &settings.header);
@@ -280,6 +282,9 @@ pub fn executor_config(settings: &Settings) -> String {
     // response's body: one unit past the limit, so the core sees it is over.
     w.num("message", MAX_JSON as f64);
     w.num("body", MAX_BODY as f64);
+    // Only a keeper of an OpenID provider keeps anything in storage (a
+    // login's transaction): any other never reads it either.
+    w.bool("logins", settings.oidc.is_some());
     w.done()
 }
 

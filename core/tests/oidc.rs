@@ -560,3 +560,169 @@ fn logout_revokes_at_the_provider_and_logout_redirect_ends_its_session() {
     );
     assert!(!w.tabs[0].authenticated());
 }
+
+/// A command as the executor parses it.
+fn parsed(command: &Command, settings: &tokenkeeper_core::config::Settings) -> serde_json::Value {
+    serde_json::from_str(&wire::command(command, "tab-1", settings)).expect("JSON")
+}
+
+#[test]
+fn the_executor_is_told_each_step_in_full() {
+    let mut w = world(1, 300.0);
+    let (_, tx) = login_redirect(&mut w, 0, OptValue::Undefined);
+    let settings = w.tabs[0].keeper.settings().clone();
+    let config: serde_json::Value =
+        serde_json::from_str(&wire::executor_config(&settings)).expect("JSON");
+    assert_eq!(
+        config["logins"], true,
+        "this keeper keeps logins in sessionStorage"
+    );
+    assert_eq!(
+        parsed(
+            &Command::Discover {
+                url: oidc::discovery_url(ISSUER)
+            },
+            &settings
+        ),
+        serde_json::json!({"c": "discover", "url": "https://idp.example/.well-known/openid-configuration"})
+    );
+    let exchange = parsed(
+        &Command::Exchange {
+            call: tokenkeeper_core::keeper::CallId(7),
+            code: "c o+de".into(),
+            verifier: tx.verifier.clone(),
+        },
+        &settings,
+    );
+    assert_eq!(exchange["c"], "exchange");
+    assert_eq!(exchange["id"], 7);
+    assert_eq!(exchange["q"]["url"], "https://idp.example/token");
+    assert_eq!(exchange["q"]["cr"], "same-origin");
+    assert_eq!(
+        exchange["q"]["h"]["Content-Type"],
+        "application/x-www-form-urlencoded;charset=UTF-8"
+    );
+    assert_eq!(
+        exchange["q"]["b"],
+        format!(
+            "grant_type=authorization_code&code=c+o%2Bde&redirect_uri=https%3A%2F%2Fapp.example%2Fcallback&client_id=spa&code_verifier={}",
+            tx.verifier
+        )
+    );
+    let navigate = w.tabs[0]
+        .browser
+        .iter()
+        .find(|c| matches!(c, Command::Navigate { .. }))
+        .cloned()
+        .expect("navigate");
+    let n = parsed(&navigate, &settings);
+    assert_eq!(n["c"], "navigate");
+    let stored = OptValue::from_json(n["tx"].as_str(), 1 << 16);
+    assert_eq!(oidc::read_transaction(&stored), Some(tx));
+    assert!(n["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://idp.example/auth?response_type=code&"));
+    assert_eq!(
+        parsed(&Command::History { url: "/app".into() }, &settings),
+        serde_json::json!({"c": "history", "url": "/app"})
+    );
+    assert_eq!(
+        parsed(&Command::Forget, &settings),
+        serde_json::json!({"c": "forget"})
+    );
+    let settle = |reply| Command::Settle {
+        call: tokenkeeper_core::keeper::CallId(3),
+        reply,
+    };
+    assert_eq!(
+        parsed(&settle(Reply::Redirected(Some("/x".into()))), &settings),
+        serde_json::json!({"c": "settle", "id": 3, "r": "redirected", "to": "/x"})
+    );
+    assert_eq!(
+        parsed(&settle(Reply::Redirected(None)), &settings),
+        serde_json::json!({"c": "settle", "id": 3, "r": "redirected"})
+    );
+    // A refresh is the form grant with client_id, without the login's scope.
+    log_in(&mut w, 0);
+    let rt = w.tabs[0].keeper.session().refresh_token().expect("rt");
+    let q: serde_json::Value = serde_json::from_str(&wire::refresh_request(
+        w.tabs[0].keeper.settings(),
+        Some(&rt),
+    ))
+    .expect("JSON");
+    assert_eq!(q["url"], "https://idp.example/token");
+    assert_eq!(
+        q["b"],
+        format!("grant_type=refresh_token&refresh_token={rt}&client_id=spa")
+    );
+}
+
+#[test]
+fn logout_redirect_without_an_end_session_endpoint_goes_to_the_uri() {
+    let mut w = World::new(
+        oidc_settings(&[("postLogoutRedirectUri", OptValue::Str("/bye".into()))]),
+        300.0,
+    );
+    w.server.provider = Some(provider("user1"));
+    let t = w.open_tab();
+    let doc = OptValue::from_json(
+        Some(&format!(
+            r#"{{"issuer":"{ISSUER}","authorization_endpoint":"{ISSUER}/auth","token_endpoint":"{ISSUER}/token"}}"#
+        )),
+        1 << 16,
+    );
+    w.tabs[t].discovery = Some((200, doc));
+    w.run_for(100.0);
+    // No iss parameter promised: a callback without one is taken.
+    let (_, tx) = login_redirect(&mut w, t, OptValue::Undefined);
+    let code = w.server.authorize(&tx.nonce);
+    let href = callback(&format!("code={code}&state={}", tx.state));
+    assert!(matches!(
+        handle(&mut w, t, &href, Some(&tx)),
+        Reply::Redirected(Some(_))
+    ));
+    let now = w.now;
+    let (notice, go) = w.tabs[t]
+        .keeper
+        .logout_redirect(now, None)
+        .expect("logoutRedirect");
+    // No revocation endpoint either: nothing to tell, and the option's URI.
+    assert_eq!(notice, None);
+    assert_eq!(go.as_deref(), Some("https://app.example/bye"));
+    assert!(!w.tabs[t].authenticated());
+    // A keeper without issuer has no such calls.
+    let mut plain = World::new(settings(&[]), 300.0);
+    let p = plain.open_tab();
+    let now = plain.now;
+    assert!(matches!(
+        plain.tabs[p].keeper.logout_redirect(now, None),
+        Err(Error::InvalidOption { option, .. }) if option == "issuer"
+    ));
+    let call = plain.call(p, |k, now, id| {
+        k.handle_redirect(now, id, REDIRECT, &OptValue::Undefined)
+    });
+    assert!(matches!(
+        plain.reply(p, call),
+        Some(Reply::Failed(Error::InvalidOption { .. }))
+    ));
+}
+
+#[test]
+fn a_stale_transaction_is_forgotten_when_the_keeper_starts() {
+    let mut w = world(1, 300.0);
+    let (_, tx) = login_redirect(&mut w, 0, OptValue::Undefined);
+    let stored = stored(&tx);
+    let now = w.now;
+    assert!(!w.tabs[0].keeper.stale_transaction(now, &stored));
+    w.run_for(oidc::TRANSACTION_MAX_AGE_MS);
+    let now = w.now;
+    assert!(w.tabs[0].keeper.stale_transaction(now, &stored));
+    assert_eq!(w.tabs[0].keeper.poll_command(), Some(Command::Forget));
+    // And a page that is no callback forgets it too.
+    assert_eq!(
+        handle(&mut w, 0, "https://app.example/", Some(&tx)),
+        Reply::Redirected(None)
+    );
+    assert!(matches!(w.tabs[0].browser.last(), Some(Command::Forget)));
+}

@@ -143,13 +143,13 @@ fn a_token_reply_carries_the_header_value() {
     assert_eq!(
         parse(&wire::executor_config(&raw)),
         json!({"header": "x-auth-token", "renew": null, "manual": true, "resend": ["GET", "HEAD"], "rejected": 401,
-               "message": MAX_JSON, "body": wire::MAX_BODY})
+               "message": MAX_JSON, "body": wire::MAX_BODY, "logins": false})
     );
     let renew = settings(&[("renewHeader", OptValue::Str("X-Renewed".into()))]);
     assert_eq!(
         parse(&wire::executor_config(&renew)),
         json!({"header": "Authorization", "renew": "X-Renewed", "manual": false, "resend": ["GET", "HEAD"], "rejected": 401,
-               "message": MAX_JSON, "body": wire::MAX_BODY})
+               "message": MAX_JSON, "body": wire::MAX_BODY, "logins": false})
     );
 }
 
