@@ -85,6 +85,9 @@ pub struct OidcSettings {
     /// Where the provider sends the browser back (`redirectUri`): an
     /// absolute URL of the page's own origin.
     pub redirect_uri: String,
+    /// The page's origin (the redirect URI's): the app's `returnTo` paths
+    /// are of it.
+    pub origin: String,
     /// Where the provider sends the browser after `logoutRedirect()`
     /// (`postLogoutRedirectUri`), unless the call says.
     pub post_logout_redirect_uri: Option<String>,
@@ -498,7 +501,8 @@ fn oidc_options<'a>(
         OptValue::Undefined => return Err(Error::option("redirectUri", "is required with issuer")),
         v => url_option("redirectUri", v, urls)?,
     };
-    if urls.origin(&redirect_uri).as_deref() != Some(urls.page_origin().as_str()) {
+    let origin = urls.page_origin();
+    if urls.origin(&redirect_uri).as_deref() != Some(origin.as_str()) {
         return Err(Error::option(
             "redirectUri",
             "must be a URL of the page's own origin (a route of the app)",
@@ -512,6 +516,7 @@ fn oidc_options<'a>(
     Ok(Some(OidcSettings {
         issuer,
         redirect_uri,
+        origin,
         post_logout_redirect_uri,
         authorization_params,
     }))
@@ -929,6 +934,7 @@ mod tests {
         let o = s.oidc.clone().unwrap();
         assert_eq!(o.issuer, "https://idp.example");
         assert_eq!(o.redirect_uri, "https://app.example/callback");
+        assert_eq!(o.origin, "https://app.example");
         assert_eq!(o.post_logout_redirect_uri, None);
         assert_eq!(
             (s.refresh_url.as_str(), s.refresh_style),

@@ -568,8 +568,9 @@ pub fn check_id_token(raw: &str, expect: &Expect<'_>) -> Result<(), Error> {
         OptValue::Undefined => return refuse("azp is missing, with several audiences"),
         _ => return refuse("azp is not this client"),
     }
+    // (JSON text holds finite numbers only: no infinity comes from a payload.)
     let number = |key: &str| match get(key) {
-        OptValue::Num(n) if n.is_finite() => Some(*n),
+        OptValue::Num(n) => Some(*n),
         _ => None,
     };
     let Some(exp) = number("exp") else {
@@ -890,6 +891,7 @@ mod tests {
         OidcSettings {
             issuer: ISS.into(),
             redirect_uri: "https://app.example/cb".into(),
+            origin: "https://app.example".into(),
             post_logout_redirect_uri: None,
             authorization_params: Vec::new(),
         }
@@ -1110,5 +1112,90 @@ mod tests {
             "spa"
         ));
         let _ = "x".to_string();
+    }
+
+    #[test]
+    fn the_pkce_challenge_of_rfc_7636() {
+        // RFC 7636, Appendix B.
+        assert_eq!(
+            challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn bounds_are_exact() {
+        let url = format!("https://a/{}", "x".repeat(2048 - 10));
+        assert_eq!(url.len(), 2048);
+        assert!(is_secure_url(&url));
+        let r = "https://app.example/cb";
+        let head = format!("{r}?code=c&state=s&x=");
+        let href = format!("{head}{}", "a".repeat(MAX_CALLBACK_URL - head.len()));
+        assert_eq!(href.len(), MAX_CALLBACK_URL);
+        assert!(read_callback(&href, r).is_some());
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let prefix = format!("{}.", e.encode("{}"));
+        let payload = e.encode(format!(r#"{{"p":"{}"}}"#, "a".repeat(12_000)));
+        let raw = format!(
+            "{prefix}{payload}.{}",
+            "s".repeat(MAX_TOKEN_LEN - prefix.len() - payload.len() - 1)
+        );
+        assert_eq!(raw.len(), MAX_TOKEN_LEN);
+        assert!(claims_text(&raw).is_some());
+        assert!(claims_text(&format!("{raw}s")).is_none());
+        assert!(is_return_path("/a b"), "a space is a path's character");
+    }
+
+    #[test]
+    fn numbers_that_are_no_numbers_are_refused() {
+        let text = crate::wire::transaction_json(&tx());
+        let OptValue::Map(mut entries) = OptValue::from_json(Some(&text), 9999) else {
+            panic!("a map")
+        };
+        for (k, v) in entries.iter_mut() {
+            if k == "at" {
+                *v = OptValue::Num(f64::INFINITY);
+            }
+        }
+        assert_eq!(read_transaction(&OptValue::Map(entries)), None);
+        // A number too large for a double is no JSON the reader takes.
+        let huge =
+            format!(r#""iss":"{ISS}","sub":"u1","iat":1,"exp":1e999,"aud":"spa","nonce":"n1""#);
+        assert_eq!(
+            check(&huge, &expect()),
+            Err("the ID token is not a JWT with a JSON payload")
+        );
+    }
+
+    #[test]
+    fn the_authorization_request_keeps_the_endpoints_query_and_lets_a_call_win() {
+        let d = Discovery {
+            authorization_endpoint: "https://idp.example/auth?tenant=a".into(),
+            token_endpoint: "https://idp.example/token".into(),
+            revocation_endpoint: None,
+            end_session_endpoint: None,
+            iss_parameter: false,
+        };
+        let settings = crate::config::Settings::from_options(
+            &OptValue::from_json(
+                Some(r#"{"issuer":"https://idp.example","clientId":"spa","redirectUri":"/cb","authorizationParams":{"audience":"api","ui_locales":"de"}}"#),
+                9999,
+            ),
+            &crate::testing::TestUrls,
+        )
+        .unwrap();
+        let oidc = settings.oidc.clone().unwrap();
+        let options = LoginOptions {
+            params: alloc::vec![("audience".into(), "other api".into())],
+            ..LoginOptions::default()
+        };
+        let url = authorize_url(&d, &settings, &oidc, &tx(), &options);
+        assert!(
+            url.starts_with("https://idp.example/auth?tenant=a&response_type=code&client_id=spa&"),
+            "{url}"
+        );
+        assert!(url.contains("&scope=openid&"), "{url}");
+        assert!(url.ends_with("&ui_locales=de&audience=other+api"), "{url}");
+        assert_eq!(url.matches("audience=").count(), 1, "{url}");
     }
 }

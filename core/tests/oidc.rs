@@ -166,7 +166,24 @@ fn return_to_defaults_to_the_page_and_refuses_other_origins() {
         )]),
     );
     assert_eq!(tx.return_to, "/deep/link");
-    for bad in ["https://evil.example/", "//evil.example", "/\\evil", "app"] {
+    for (given, want) in [
+        ("https://app.example", "/"),
+        ("https://app.example?x=1", "/?x=1"),
+        ("https://app.example#top", "/#top"),
+        ("/", "/"),
+    ] {
+        let options = OptValue::Map(vec![("returnTo".into(), OptValue::Str(given.into()))]);
+        let (_, tx) = login_redirect(&mut w, 0, options);
+        assert_eq!(tx.return_to, want, "{given}");
+    }
+    for bad in [
+        "https://evil.example/",
+        "https://app.example.evil.example/",
+        "https://app.example:444/",
+        "//evil.example",
+        "/\\evil",
+        "app",
+    ] {
         let options = OptValue::Map(vec![("returnTo".into(), OptValue::Str(bad.into()))]);
         let call = w.call(0, |k, now, id| {
             k.login_redirect(now, id, "/", &random(), &options)
@@ -725,4 +742,56 @@ fn a_stale_transaction_is_forgotten_when_the_keeper_starts() {
         Reply::Redirected(None)
     );
     assert!(matches!(w.tabs[0].browser.last(), Some(Command::Forget)));
+}
+
+#[test]
+fn tokens_wait_for_the_discovery() {
+    let mut w = World::new(oidc_settings(&[]), 300.0);
+    let t = w.open_tab();
+    let grant = tokenkeeper_core::token::RawGrant {
+        access_token: Some("at".into()),
+        expires_in: Some(60.0),
+        ..Default::default()
+    };
+    let now = w.now;
+    // The endpoints are not known yet: there would be nowhere to refresh.
+    assert!(matches!(
+        w.tabs[t].keeper.set_tokens(now, grant.clone()),
+        Err(Error::DiscoveryFailed { reason }) if reason.contains("await ready()")
+    ));
+    w.run_for(100.0);
+    let now = w.now;
+    assert_eq!(w.tabs[t].keeper.set_tokens(now, grant), Ok(()));
+    assert!(w.tabs[t].authenticated());
+}
+
+#[test]
+fn a_discovery_answer_nobody_asked_for_changes_nothing() {
+    let mut w = world(1, 300.0);
+    let now = w.now;
+    // A late second answer (another keeper's fetch, say) after this one's.
+    w.tabs[0]
+        .keeper
+        .handle_discovery(now, 503, &OptValue::Undefined);
+    let grant = tokenkeeper_core::token::RawGrant {
+        access_token: Some("at".into()),
+        expires_in: Some(60.0),
+        ..Default::default()
+    };
+    assert_eq!(w.tabs[0].keeper.set_tokens(now, grant), Ok(()));
+    // After free(), an answer settles nothing and asks for nothing.
+    let mut w = World::new(oidc_settings(&[]), 300.0);
+    let t = w.open_tab();
+    let call = w.call(t, |k, now, id| k.ready(now, id));
+    w.tabs[t].keeper.free();
+    w.drain(t);
+    assert_eq!(w.reply(t, call), Some(Reply::Failed(Error::Freed)));
+    let replies = w.tabs[t].replies.len();
+    let now = w.now;
+    w.tabs[t]
+        .keeper
+        .handle_discovery(now, 200, &discovery_doc());
+    w.drain(t);
+    assert_eq!(w.tabs[t].replies.len(), replies);
+    assert_eq!(w.tabs[t].keeper.poll_command(), None);
 }

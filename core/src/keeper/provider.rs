@@ -61,22 +61,6 @@ fn needs_issuer(method: &str) -> Error {
     Error::option("issuer", &reason)
 }
 
-/// The origin of an absolute URL (`scheme://host[:port]`), as written.
-fn origin_of(url: &str) -> &str {
-    // (A byte search: `str::find` of a `&str` links a panic message's
-    // formatting, 20 kB of wasm.)
-    let after_scheme = url
-        .as_bytes()
-        .windows(3)
-        .position(|w| w == b"://")
-        .map_or(0, |i| i + 3);
-    let end = url
-        .get(after_scheme..)
-        .and_then(|rest| rest.find(['/', '?', '#']))
-        .map_or(url.len(), |i| after_scheme + i);
-    url.get(..end).unwrap_or(url)
-}
-
 impl Keeper {
     /// Asks for the discovery document, when there is a provider and it is
     /// neither read nor asked for already.
@@ -245,8 +229,7 @@ impl Keeper {
                     message: "crypto.getRandomValues gave too few bytes".into(),
                 });
             }
-            let origin = origin_of(&oidc.redirect_uri);
-            login_options(options, here, origin)
+            login_options(options, here, &oidc.origin)
         });
         let (return_to, options) = match checked {
             Ok(v) => v,
@@ -515,21 +498,24 @@ fn login_options(
         };
         match (key.as_str(), text) {
             ("returnTo", Some(s)) => {
-                let path = s
-                    .strip_prefix(origin)
-                    .filter(|p| p.is_empty() || p.starts_with(['/', '?', '#']));
-                let path = match path {
-                    Some("") => "/",
-                    Some(p) => p,
-                    None => s.as_str(),
+                // An absolute URL of the app's origin is its path (the
+                // origin's own URL, with a query or not, its root).
+                let path = match s.strip_prefix(origin) {
+                    Some(p) if p.starts_with('/') => String::from(p),
+                    Some(p) if p.is_empty() || p.starts_with(['?', '#']) => {
+                        let mut root = String::from("/");
+                        root.push_str(p);
+                        root
+                    }
+                    _ => s.clone(),
                 };
-                if !oidc::is_return_path(path) {
+                if !oidc::is_return_path(&path) {
                     return Err(Error::InvalidArgument {
                         argument: "returnTo",
                         reason: "must be a path of this app's origin, such as \"/app\"",
                     });
                 }
-                return_to = Some(String::from(path));
+                return_to = Some(path);
             }
             ("prompt", Some(s)) => out.prompt = Some(s.clone()),
             ("loginHint", Some(s)) => out.login_hint = Some(s.clone()),
