@@ -795,3 +795,79 @@ fn a_discovery_answer_nobody_asked_for_changes_nothing() {
     assert_eq!(w.tabs[t].replies.len(), replies);
     assert_eq!(w.tabs[t].keeper.poll_command(), None);
 }
+
+#[test]
+fn login_options_are_checked() {
+    let mut w = world(1, 300.0);
+    let options = OptValue::Map(vec![
+        ("returnTo".into(), OptValue::Undefined),
+        ("prompt".into(), OptValue::Null),
+        (
+            "authorizationParams".into(),
+            OptValue::Map(vec![(
+                "audience".into(),
+                OptValue::Str("https://api".into()),
+            )]),
+        ),
+    ]);
+    let (url, tx) = login_redirect(&mut w, 0, options);
+    assert_eq!(
+        tx.return_to, "/here?x=1",
+        "an undefined returnTo is the default"
+    );
+    assert_eq!(param(&url, "prompt"), None);
+    assert_eq!(param(&url, "audience"), Some("https%3A%2F%2Fapi"));
+    let refused = |w: &mut World, options: OptValue| {
+        let call = w.call(0, |k, now, id| {
+            k.login_redirect(now, id, "/", &random(), &options)
+        });
+        match w.reply(0, call) {
+            Some(Reply::Failed(e)) => e,
+            other => panic!("{other:?}"),
+        }
+    };
+    let e = refused(
+        &mut w,
+        OptValue::Map(vec![("prompt".into(), OptValue::Num(5.0))]),
+    );
+    assert_eq!(
+        e,
+        Error::InvalidArgument {
+            argument: "options",
+            reason: "returnTo, prompt and loginHint must be strings"
+        }
+    );
+    let e = refused(
+        &mut w,
+        OptValue::Map(vec![("redirectUri".into(), OptValue::Str("/x".into()))]),
+    );
+    assert_eq!(
+        e,
+        Error::InvalidArgument {
+            argument: "options",
+            reason: "takes returnTo, prompt, loginHint and authorizationParams only"
+        }
+    );
+    let e = refused(&mut w, OptValue::Str("/app".into()));
+    assert!(matches!(
+        e,
+        Error::InvalidArgument {
+            argument: "options",
+            ..
+        }
+    ));
+    let e = refused(
+        &mut w,
+        OptValue::Map(vec![(
+            "authorizationParams".into(),
+            OptValue::Map(vec![(
+                "code_challenge".into(),
+                OptValue::Str("mine".into()),
+            )]),
+        )]),
+    );
+    assert!(
+        matches!(e, Error::InvalidOption { ref option, .. } if option == "authorizationParams"),
+        "{e:?}"
+    );
+}
