@@ -538,8 +538,11 @@ pub(crate) fn params_option(name: &str, v: &OptValue) -> Result<Vec<(String, Str
             r.push_str(" (tokenkeeper writes it)");
             return Err(Error::option(name, &r));
         }
+        if key.is_empty() {
+            return Err(Error::option(name, "has a parameter with an empty name"));
+        }
         match value {
-            OptValue::Str(s) if !key.is_empty() => out.push((key.clone(), s.clone())),
+            OptValue::Str(s) => out.push((key.clone(), s.clone())),
             OptValue::Undefined => {}
             _ => {
                 let mut r = String::from("each value must be a string, got ");
@@ -1023,6 +1026,11 @@ mod tests {
         }
         assert!(oidc(vec![("scope", str("openid profile offline_access"))]).is_ok());
         assert!(oidc(vec![("issuer", str("http://127.0.0.1:9000"))]).is_ok());
+        let (_, reason) = refused(oidc(vec![(
+            "authorizationParams",
+            OptValue::Map(vec![("".into(), str("x"))]),
+        )]));
+        assert_eq!(reason, "has a parameter with an empty name");
         let (_, reason) = refused(oidc(vec![(
             "authorizationParams",
             OptValue::Map(vec![("nonce".into(), str("x"))]),

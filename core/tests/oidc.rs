@@ -871,3 +871,41 @@ fn login_options_are_checked() {
         "{e:?}"
     );
 }
+
+#[test]
+fn two_code_exchanges_out_are_each_answered_by_their_own() {
+    let mut w = world(1, 300.0);
+    let options = |to: &str| OptValue::Map(vec![("returnTo".into(), OptValue::Str(to.into()))]);
+    let (_, first) = login_redirect(&mut w, 0, options("/first"));
+    let (_, second) = login_redirect(&mut w, 0, options("/second"));
+    let code1 = w.server.authorize(&first.nonce);
+    let code2 = w.server.authorize(&second.nonce);
+    let (s1, s2) = (stored(&first), stored(&second));
+    let href1 = callback(&format!("code={code1}&state={}&iss={ISSUER}", first.state));
+    let href2 = callback(&format!("code={code2}&state={}&iss={ISSUER}", second.state));
+    // Both out at once (a page that called handleRedirect twice, each with
+    // its transaction); the second one's answer comes first.
+    let a = w.call(0, |k, now, id| k.handle_redirect(now, id, &href1, &s1));
+    let b = w.call(0, |k, now, id| k.handle_redirect(now, id, &href2, &s2));
+    let mut other = Server::new(300.0);
+    other.provider = Some(Provider {
+        nonce: Some(second.nonce.clone()),
+        ..provider("user1")
+    });
+    let now = w.now;
+    let answer = tokenkeeper_core::keeper::TokenAnswer::Grant {
+        grant: other.issue(now),
+        timing: instant(now),
+    };
+    w.tabs[0].keeper.handle_login_answer(now, b, answer);
+    w.drain(0);
+    assert_eq!(
+        w.reply(0, b),
+        Some(Reply::Redirected(Some("/second".into())))
+    );
+    assert_eq!(
+        w.wait(0, a, 1_000.0),
+        Some(Reply::Redirected(Some("/first".into())))
+    );
+    assert_eq!(w.server.exchanges, 2);
+}
