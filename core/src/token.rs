@@ -562,6 +562,21 @@ mod tests {
             })
         );
         assert_eq!(MAX_TOKEN_LEN, 16 * 1024);
+        // An ID token too: exactly the bound is taken, one byte more refused;
+        // an empty one is none.
+        let with_id = |n: usize| RawGrant {
+            id_token: Some("i".repeat(n)),
+            ..grant(1, 1)
+        };
+        let ok = accept_grant(with_id(MAX_TOKEN_LEN), timing(0.0), None).unwrap();
+        assert_eq!(ok.id.map(|i| i.len()), Some(MAX_TOKEN_LEN));
+        assert_eq!(
+            accept_grant(with_id(MAX_TOKEN_LEN + 1), timing(0.0), None),
+            Err(Error::InvalidTokenResponse {
+                reason: "the ID token is too long"
+            })
+        );
+        assert_eq!(accept_grant(with_id(0), timing(0.0), None).unwrap().id, None);
         // A JWT that long is still read; a longer one is not.
         let payload = r#"{"exp":1700000060}"#;
         let short = jwt(payload);
