@@ -576,7 +576,10 @@ mod tests {
                 reason: "the ID token is too long"
             })
         );
-        assert_eq!(accept_grant(with_id(0), timing(0.0), None).unwrap().id, None);
+        assert_eq!(
+            accept_grant(with_id(0), timing(0.0), None).unwrap().id,
+            None
+        );
         // A JWT that long is still read; a longer one is not.
         let payload = r#"{"exp":1700000060}"#;
         let short = jwt(payload);

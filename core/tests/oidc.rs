@@ -909,3 +909,62 @@ fn two_code_exchanges_out_are_each_answered_by_their_own() {
     );
     assert_eq!(w.server.exchanges, 2);
 }
+
+#[test]
+fn logout_redirect_as_the_executor_reads_it() {
+    use tokenkeeper_core::testing::TestUrls;
+    let mut w = world(1, 300.0);
+    log_in(&mut w, 0);
+    let now = w.now;
+    let bad = OptValue::Map(vec![("postLogoutRedirectUri".into(), OptValue::Num(1.0))]);
+    let e: serde_json::Value = serde_json::from_str(&wire::logout_redirect(
+        &mut w.tabs[0].keeper,
+        now,
+        &bad,
+        &TestUrls,
+    ))
+    .unwrap();
+    assert_eq!(e["e"]["code"], "invalid_argument");
+    assert!(w.tabs[0].authenticated(), "a bad argument logs nobody out");
+    let e: serde_json::Value = serde_json::from_str(&wire::logout_redirect(
+        &mut w.tabs[0].keeper,
+        now,
+        &OptValue::Str("/bye".into()),
+        &TestUrls,
+    ))
+    .unwrap();
+    assert_eq!(e["e"]["code"], "invalid_argument");
+    let options = OptValue::Map(vec![(
+        "postLogoutRedirectUri".into(),
+        OptValue::Str("/bye".into()),
+    )]);
+    let out: serde_json::Value = serde_json::from_str(&wire::logout_redirect(
+        &mut w.tabs[0].keeper,
+        now,
+        &options,
+        &TestUrls,
+    ))
+    .unwrap();
+    assert_eq!(out["q"]["url"], format!("{ISSUER}/revoke"));
+    assert!(out["q"]["b"].as_str().unwrap().starts_with("token=rt-"));
+    let go = out["go"].as_str().unwrap();
+    assert!(
+        go.starts_with(&format!("{ISSUER}/end?id_token_hint=")),
+        "{go}"
+    );
+    assert!(
+        go.ends_with("&client_id=spa&post_logout_redirect_uri=https%3A%2F%2Fapp.example%2Fbye"),
+        "{go}"
+    );
+    assert!(!w.tabs[0].authenticated());
+    // Logged out already: nothing to revoke, still the provider's logout.
+    let out: serde_json::Value = serde_json::from_str(&wire::logout_redirect(
+        &mut w.tabs[0].keeper,
+        now,
+        &OptValue::Undefined,
+        &TestUrls,
+    ))
+    .unwrap();
+    assert_eq!(out.get("q"), None);
+    assert_eq!(out["go"], format!("{ISSUER}/end?client_id=spa"));
+}
