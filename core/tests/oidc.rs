@@ -958,13 +958,15 @@ fn logout_redirect_as_the_executor_reads_it() {
     );
     assert!(!w.tabs[0].authenticated());
     // Logged out already: nothing to revoke, still the provider's logout.
-    let out: serde_json::Value = serde_json::from_str(&wire::logout_redirect(
-        &mut w.tabs[0].keeper,
-        now,
-        &OptValue::Undefined,
-        &TestUrls,
-    ))
-    .unwrap();
-    assert_eq!(out.get("q"), None);
-    assert_eq!(out["go"], format!("{ISSUER}/end?client_id=spa"));
+    for options in [OptValue::Undefined, OptValue::Map(vec![])] {
+        let out: serde_json::Value = serde_json::from_str(&wire::logout_redirect(
+            &mut w.tabs[0].keeper,
+            now,
+            &options,
+            &TestUrls,
+        ))
+        .unwrap();
+        assert_eq!(out.get("q"), None);
+        assert_eq!(out["go"], format!("{ISSUER}/end?client_id=spa"));
+    }
 }
