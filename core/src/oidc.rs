@@ -329,7 +329,9 @@ pub const RESERVED_PARAMS: [&str; 11] = [
     "response_mode",
 ];
 
-fn param(url: &mut String, first: &mut bool, key: &str, value: &str) {
+/// Appends `key=value` to `url`'s query, form-urlencoded; `first`: whether
+/// the query has no parameter yet (then it starts with `?`).
+pub(crate) fn param(url: &mut String, first: &mut bool, key: &str, value: &str) {
     url.push(if core::mem::take(first) { '?' } else { '&' });
     form_value(url, key);
     url.push('=');
@@ -523,16 +525,7 @@ pub fn claims(raw: &str) -> Option<Vec<(String, OptValue)>> {
 
 /// The JSON text of a JWT's payload (what `idTokenClaims` reads).
 pub fn claims_text(raw: &str) -> Option<String> {
-    if raw.len() > MAX_TOKEN_LEN {
-        return None;
-    }
-    let mut parts = raw.split('.');
-    let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let bytes = token::base64url_decode(payload.trim_end_matches('=').as_bytes())?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(token::jwt_payload(raw)?).ok()
 }
 
 /// Checks an ID token received straight from the token endpoint, over TLS

@@ -84,6 +84,14 @@ pub const MAX_SKEW_MS: f64 = 86_400_000.0;
 /// Reads `exp` and `iat` from a JWT without verifying it (the client cannot
 /// verify; it only needs the timing). Anything that is not a JWT gives `None`.
 pub fn decode_claims(token: &str) -> Option<Claims> {
+    let bytes = jwt_payload(token)?;
+    let [exp, iat] = json::object_numbers(&bytes, ["exp", "iat"])?;
+    Some(Claims { exp, iat })
+}
+
+/// The decoded payload of a JWT (three dot-separated parts, at most
+/// [`MAX_TOKEN_LEN`] long), not verified; `None` for anything else.
+pub(crate) fn jwt_payload(token: &str) -> Option<alloc::vec::Vec<u8>> {
     if token.len() > MAX_TOKEN_LEN {
         return None;
     }
@@ -92,9 +100,7 @@ pub fn decode_claims(token: &str) -> Option<Claims> {
     if parts.next().is_some() {
         return None;
     }
-    let bytes = base64url_decode(payload.trim_end_matches('=').as_bytes())?;
-    let [exp, iat] = json::object_numbers(&bytes, ["exp", "iat"])?;
-    Some(Claims { exp, iat })
+    base64url_decode(payload.trim_end_matches('=').as_bytes())
 }
 
 /// Decodes unpadded base64url (RFC 4648 §5), strictly: any other character,

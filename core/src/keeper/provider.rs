@@ -446,14 +446,7 @@ impl Keeper {
             ("post_logout_redirect_uri", target.as_deref()),
         ] {
             if let Some(v) = value {
-                url.push(if core::mem::take(&mut first) {
-                    '?'
-                } else {
-                    '&'
-                });
-                url.push_str(key);
-                url.push('=');
-                crate::wire::form_value(&mut url, v);
+                oidc::param(&mut url, &mut first, key, v);
             }
         }
         Ok((notice, Some(url)))
