@@ -489,7 +489,7 @@ pub enum Command {
         /// The authorization request.
         url: String,
         /// The transaction to keep for the callback.
-        transaction: Option<Transaction>,
+        transaction: Transaction,
     },
     /// Replace the page's URL (`history.replaceState`, no page load).
     History {
@@ -788,7 +788,10 @@ impl Keeper {
         if self.freed {
             return self.settle(call, Reply::Failed(Error::Freed));
         }
-        if self.needs_discovery(provider::Pending::Ready(call)) {
+        if self
+            .until_discovered(provider::Pending::Ready(call))
+            .is_none()
+        {
             return;
         }
         if !self.session.is_authenticated() && self.env.tabs {

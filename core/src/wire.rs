@@ -411,10 +411,8 @@ pub fn command(command: &Command, tab_id: &str, settings: &Settings) -> String {
         } => {
             w.str("c", "navigate")
                 .num("id", f64::from(call.0))
-                .str("url", url);
-            if let Some(tx) = transaction {
-                w.str("tx", &transaction_json(tx));
-            }
+                .str("url", url)
+                .str("tx", &transaction_json(transaction));
         }
         Command::History { url } => {
             w.str("c", "history").str("url", url);

@@ -52,7 +52,7 @@ fn login_redirect(w: &mut World, tab: usize, options: OptValue) -> (String, Tran
         Command::Navigate {
             call: c,
             url,
-            transaction: Some(tx),
+            transaction: tx,
         } if *c == call => Some((url.clone(), tx.clone())),
         _ => None,
     });

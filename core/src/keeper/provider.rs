@@ -17,7 +17,7 @@ pub(super) const NO_REFRESH_TOKEN: &str =
     "the identity provider issued no refresh token (ask for offline_access; see the README)";
 
 /// A call that waits for the discovery document.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub(super) enum Pending {
     /// `ready()`.
     Ready(CallId),
@@ -77,16 +77,45 @@ impl Keeper {
     }
 
     /// Parks `pending` until the discovery is read (asking for it again
-    /// after a failure); `false` when it is read, or not needed.
-    pub(super) fn needs_discovery(&mut self, pending: Pending) -> bool {
+    /// after a failure), or hands it back when it is read, or not needed.
+    pub(super) fn until_discovered(&mut self, pending: Pending) -> Option<Pending> {
         match self.discovery {
-            Disc::NotNeeded | Disc::Done(_) => false,
+            Disc::NotNeeded | Disc::Done(_) => Some(pending),
             Disc::Pending | Disc::Failed(_) => {
                 self.discover();
                 self.after_discovery.push(pending);
-                true
+                None
             }
         }
+    }
+
+    /// Goes on with a call that waited for the discovery (or needed none).
+    fn resume(&mut self, now: f64, pending: Pending) {
+        match pending {
+            Pending::Ready(call) => self.ready(now, call),
+            Pending::Login {
+                call,
+                random,
+                return_to,
+                options,
+            } => self.navigate(now, call, &random, return_to, &options),
+            Pending::Exchange {
+                call,
+                code,
+                iss,
+                tx,
+            } => self.exchange(call, code, iss, tx),
+        }
+    }
+
+    /// Forgets a login's transaction left longer than a login may take;
+    /// whether it did.
+    fn forget_stale(&mut self, tx: Option<&Transaction>, now: f64) -> bool {
+        let stale = tx.is_some_and(|t| oidc::is_stale(t, now));
+        if stale {
+            self.out.push_back(Command::Forget);
+        }
+        stale
     }
 
     /// `Ok` unless a provider's endpoints are not known yet.
@@ -179,21 +208,7 @@ impl Keeper {
                 self.settings.logout_url = d.revocation_endpoint.clone();
                 self.discovery = Disc::Done(d);
                 for pending in core::mem::take(&mut self.after_discovery) {
-                    match pending {
-                        Pending::Ready(call) => self.ready(now, call),
-                        Pending::Login {
-                            call,
-                            random,
-                            return_to,
-                            options,
-                        } => self.navigate(now, call, &random, return_to, &options),
-                        Pending::Exchange {
-                            call,
-                            code,
-                            iss,
-                            tx,
-                        } => self.exchange(call, code, iss, tx),
-                    }
+                    self.resume(now, pending);
                 }
             }
             Err(e) => {
@@ -241,17 +256,8 @@ impl Keeper {
             return_to,
             options,
         };
-        if self.needs_discovery(pending.clone()) {
-            return;
-        }
-        if let Pending::Login {
-            random,
-            return_to,
-            options,
-            ..
-        } = pending
-        {
-            self.navigate(now, call, &random, return_to, &options);
+        if let Some(pending) = self.until_discovered(pending) {
+            self.resume(now, pending);
         }
     }
 
@@ -273,7 +279,7 @@ impl Keeper {
         self.out.push_back(Command::Navigate {
             call,
             url,
-            transaction: Some(tx),
+            transaction: tx,
         });
     }
 
@@ -292,9 +298,7 @@ impl Keeper {
         let tx = oidc::read_transaction(stored);
         let Some((params, clean)) = oidc::read_callback(href, &oidc.redirect_uri) else {
             // A login abandoned long ago is forgotten.
-            if tx.as_ref().is_some_and(|t| oidc::is_stale(t, now)) {
-                self.out.push_back(Command::Forget);
-            }
+            self.forget_stale(tx.as_ref(), now);
             return self.settle(call, Reply::Redirected(None));
         };
         self.out.push_back(Command::History { url: clean });
@@ -303,33 +307,25 @@ impl Keeper {
         if let Err(e) = oidc::check_callback(&params, tx.as_ref(), &oidc, client_id, now) {
             return self.settle(call, Reply::Failed(e));
         }
-        let (Some(code), Some(tx)) = (params.code, tx) else {
+        // The provider's `error` (with a code or not) is the answer; a
+        // callback has one or a code.
+        let error = params.error;
+        let (Some(code), Some(tx)) = (params.code.filter(|_| error.is_none()), tx) else {
             let e = Error::LoginFailed {
                 status: 0,
-                oauth_error: params.error,
+                oauth_error: error,
                 description: params.error_description,
             };
             return self.settle(call, Reply::Failed(e));
         };
-        if let Some(error) = params.error {
-            let e = Error::LoginFailed {
-                status: 0,
-                oauth_error: Some(error),
-                description: params.error_description,
-            };
-            return self.settle(call, Reply::Failed(e));
-        }
         let pending = Pending::Exchange {
             call,
             code,
             iss: params.iss,
             tx,
         };
-        if self.needs_discovery(pending.clone()) {
-            return;
-        }
-        if let Pending::Exchange { code, iss, tx, .. } = pending {
-            self.exchange(call, code, iss, tx);
+        if let Some(pending) = self.until_discovered(pending) {
+            self.resume(now, pending);
         }
     }
 
@@ -455,11 +451,7 @@ impl Keeper {
     /// A transaction left in the tab's storage (read when the keeper
     /// starts): whether it is older than a login may take, and so forgotten.
     pub fn stale_transaction(&mut self, now: f64, stored: &OptValue) -> bool {
-        let stale = oidc::read_transaction(stored).is_some_and(|t| oidc::is_stale(&t, now));
-        if stale {
-            self.out.push_back(Command::Forget);
-        }
-        stale
+        self.forget_stale(oidc::read_transaction(stored).as_ref(), now)
     }
 }
 
