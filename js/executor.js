@@ -223,11 +223,8 @@ export class Shell {
     listenPage();
     if (this.logins) {
       // A login abandoned long ago is forgotten.
-      let stored;
-      try {
-        stored = storage()?.getItem(this.store) ?? undefined;
-      } catch {}
-      if (stored !== undefined) core.sweep(now(), stored.slice(0, this.message + 1));
+      const stored = this.stored();
+      if (stored !== undefined) core.sweep(now(), stored);
     }
     this.drive();
   }
@@ -299,12 +296,9 @@ export class Shell {
           }
         }
         break;
-      case "settle": {
-        const resolve = this.calls.get(c.id);
-        this.calls.delete(c.id);
-        if (resolve) resolve(c);
+      case "settle":
+        this.settle(c.id, c);
         break;
-      }
       case "discover":
         discover(c.url, this.body).then(([status, body]) => this.input(() => this.core.discovered(now(), status, body)));
         break;
@@ -312,16 +306,14 @@ export class Shell {
         exchange(c.q, this.body).then((a) => this.input(() => this.core.answer(now(), c.id, ...a)));
         break;
       case "navigate": {
-        const resolve = this.calls.get(c.id);
-        this.calls.delete(c.id);
         let reply = { r: "done" };
         try {
-          if (c.tx !== undefined) storage().setItem(this.store, c.tx);
+          storage().setItem(this.store, c.tx);
           location.assign(c.url);
         } catch (e) {
           reply = { r: "error", e: { code: "browser_error", message: "loginRedirect: " + (e && e.message) } };
         }
-        if (resolve) resolve(reply);
+        this.settle(c.id, reply);
         break;
       }
       case "history":
@@ -385,21 +377,40 @@ export class Shell {
   }
 
   async logout() {
-    const c = JSON.parse(this.core.logout(now()));
+    await this.leave(this.core.logout(now()));
+  }
+
+  /** Carries out a logout's answer: the session is gone; tells (or revokes at) the endpoint. */
+  async leave(answer) {
+    const c = JSON.parse(answer);
     this.drive();
     if (c.e) throw toError(c.e);
     if (c.q) await exchange(c.q, 0);
+    return c;
   }
 
-  async handleRedirect() {
+  /** Ends a waiting call with `reply`. */
+  settle(id, reply) {
+    const resolve = this.calls.get(id);
+    this.calls.delete(id);
+    if (resolve) resolve(reply);
+  }
+
+  /**
+   * The login transaction this tab stores, if any. Strings from the page
+   * go to the keeper cut one unit past its bound: it refuses what is longer.
+   */
+  stored() {
     let stored;
     try {
       stored = storage()?.getItem(this.store) ?? undefined;
     } catch {}
-    if (stored !== undefined) stored = stored.slice(0, this.message + 1);
-    // (Cut one unit past the keeper's bound: it refuses what is longer.)
+    return stored === undefined ? stored : stored.slice(0, this.message + 1);
+  }
+
+  async handleRedirect() {
     const href = String(location.href).slice(0, this.message + 1);
-    const r = ok(await this.call((id) => this.core.handle_redirect(now(), id, href, stored)));
+    const r = ok(await this.call((id) => this.core.handle_redirect(now(), id, href, this.stored())));
     return r.to === undefined ? null : { returnTo: r.to };
   }
 
@@ -416,10 +427,7 @@ export class Shell {
   }
 
   async logoutRedirect(options) {
-    const c = JSON.parse(this.core.logout_redirect(now(), options));
-    this.drive();
-    if (c.e) throw toError(c.e);
-    if (c.q) await exchange(c.q, 0);
+    const c = await this.leave(this.core.logout_redirect(now(), options));
     if (c.go) location.assign(c.go);
   }
 

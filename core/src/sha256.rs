@@ -37,11 +37,10 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     for (t, &b) in tail.iter_mut().zip(rest) {
         *t = b;
     }
-    let mut tail_len = rest.len();
-    if let Some(t) = tail.get_mut(tail_len) {
+    if let Some(t) = tail.get_mut(rest.len()) {
         *t = 0x80;
     }
-    tail_len = if rest.len() < 56 { 64 } else { 128 };
+    let tail_len = if rest.len() < 56 { 64 } else { 128 };
     for (t, b) in tail
         .iter_mut()
         .skip(tail_len - 8)
