@@ -118,6 +118,9 @@ const ok = (reply) => {
   return reply;
 };
 
+/** No answer from a token endpoint, as the keeper reads it. */
+const none = (sent) => [sent, sent, 0, NaN, undefined, NaN, undefined, undefined];
+
 /** The answer of a token endpoint, as the keeper reads it (`max`: the most of its body it reads). */
 const exchange = async (q, max) => {
   const sent = now();
@@ -125,7 +128,7 @@ const exchange = async (q, max) => {
   try {
     res = await fetch(q.url, { method: "POST", headers: q.h, body: q.b, credentials: q.cr, cache: "no-store" });
   } catch {
-    return [sent, sent, 0, NaN, undefined, NaN, undefined];
+    return none(sent);
   }
   const received = now();
   const h = res.headers;
@@ -134,7 +137,37 @@ const exchange = async (q, max) => {
   try {
     body = (await res.text()).slice(0, max + 1);
   } catch {}
-  return [sent, received, res.status, Date.parse(h.get("Date")), retry, Date.parse(retry), body];
+  const nonce = h.get("DPoP-Nonce")?.slice(0, NONCE + 1) ?? undefined;
+  return [sent, received, res.status, Date.parse(h.get("Date")), retry, Date.parse(retry), body, nonce];
+};
+
+/** The longest DPoP nonce the keeper takes (core/src/dpop.rs, MAX_NONCE). */
+const NONCE = 512;
+
+/** Bytes as base64url, without padding. */
+const base64url = (bytes) => {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+};
+
+const utf8 = new TextEncoder();
+
+/**
+ * The DPoP key that came with a tab message, if it is one: a private,
+ * non-extractable ECDSA P-256 `CryptoKey` that signs. Anything else is no key.
+ */
+const dpopKey = (data) => {
+  try {
+    const k = data && typeof data == "object" ? data.key : undefined;
+    const a = k && k.algorithm;
+    return typeof CryptoKey == "function" && k instanceof CryptoKey && k.type == "private" && !k.extractable &&
+      a.name == "ECDSA" && a.namedCurve == "P-256" && k.usages.includes("sign")
+      ? k
+      : undefined;
+  } catch {
+    return undefined;
+  }
 };
 
 const visible = () => typeof document != "object" || !document || document.visibilityState != "hidden";
@@ -194,6 +227,8 @@ export class Shell {
     const locks = globalThis.navigator && navigator.locks;
     this.lockManager = this.channel && typeof locks == "object" && locks ? locks : null;
     this.calls = new Map();
+    /** The session's DPoP private keys, by thumbprint (the keeper names them). */
+    this.keys = new Map();
     this.next = 1;
     this.list = [];
     this.held = [];
@@ -218,7 +253,17 @@ export class Shell {
       target.addEventListener(type, f);
       this.off.push(() => target.removeEventListener(type, f));
     };
-    listen(this.channel, "message", (e) => this.input(() => core.tab(now(), tk_json(e.data, this.message))));
+    listen(this.channel, "message", (e) => {
+      // A DPoP session's key travels beside its tokens: kept if the keeper
+      // takes the session (a `takekey` while this message is handled).
+      const key = dpopKey(e.data);
+      this.incoming = key;
+      try {
+        this.input(() => core.tab(now(), tk_json(e.data, this.message), !!key));
+      } finally {
+        this.incoming = undefined;
+      }
+    });
     shells.add(this);
     listenPage();
     if (this.logins) {
@@ -270,7 +315,7 @@ export class Shell {
   exec(c) {
     switch (c.c) {
       case "send":
-        exchange(c.q, this.body).then((a) => this.input(() => this.core.answer(now(), 0, ...a)));
+        this.request(c.q).then((a) => this.input(() => this.core.answer(now(), 0, ...a)));
         break;
       case "lock":
         this.lock();
@@ -282,6 +327,7 @@ export class Shell {
       }
       case "post":
         try {
+          if (c.k) c.m.key = this.keys.get(c.k);
           this.channel.postMessage(c.m);
         } catch {}
         break;
@@ -303,7 +349,16 @@ export class Shell {
         discover(c.url, this.body).then(([status, body]) => this.input(() => this.core.discovered(now(), status, body)));
         break;
       case "exchange":
-        exchange(c.q, this.body).then((a) => this.input(() => this.core.answer(now(), c.id, ...a)));
+        this.request(c.q).then((a) => this.input(() => this.core.answer(now(), c.id, ...a)));
+        break;
+      case "keygen":
+        this.keygen(c.id);
+        break;
+      case "takekey":
+        if (this.incoming) this.keys.set(c.k, this.incoming);
+        break;
+      case "dropkey":
+        this.keys.delete(c.k);
         break;
       case "navigate": {
         let reply = { r: "done" };
@@ -326,6 +381,41 @@ export class Shell {
           storage()?.removeItem(this.store);
         } catch {}
     }
+  }
+
+  /** A token endpoint's answer to `q`, signed first when it carries a DPoP proof. */
+  async request(q) {
+    if (q.p) {
+      try {
+        q.h.DPoP = await this.sign(q.p);
+      } catch {
+        return none(now());
+      }
+    }
+    return exchange(q, this.body);
+  }
+
+  /** A DPoP proof: its signing input, signed with the key kept under its thumbprint (ES256, JWS). */
+  async sign(p) {
+    const signature = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, this.keys.get(p.k), utf8.encode(p.s));
+    return p.s + "." + base64url(new Uint8Array(signature));
+  }
+
+  /**
+   * Makes a DPoP key pair for call `id`: ECDSA P-256, its private half not
+   * extractable, kept in memory only. The keeper gets the public half and
+   * names the thumbprint to keep the private half under.
+   */
+  async keygen(id) {
+    let pair, jwk;
+    try {
+      pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign", "verify"]);
+      jwk = await crypto.subtle.exportKey("jwk", pair.publicKey);
+    } catch {}
+    this.input(() => {
+      const k = this.core.key_made(now(), id, jwk && jwk.x, jwk && jwk.y);
+      if (k !== undefined) this.keys.set(k, pair.privateKey);
+    });
   }
 
   /** Takes the tabs' refresh lock; tells the keeper whether another tab held it. */
@@ -362,10 +452,7 @@ export class Shell {
     } catch {}
     // At most one unit more than the keeper reads: it says the rest is too large.
     if (typeof body == "string") body = body.slice(0, this.body + 1);
-    const c = JSON.parse(this.core.login(url, body));
-    if (c.e) throw toError(c.e);
-    const a = await exchange(c.q, this.body);
-    ok(await this.call((id) => this.core.answer(now(), id, ...a)));
+    ok(await this.call((id) => this.core.login(id, url, body)));
   }
 
   async token() {
@@ -447,26 +534,33 @@ export class Shell {
     // refresh goes on for the others); once sent, fetch itself sees to it.
     const signal = request.signal;
     if (signal.aborted) await aborted(signal);
-    let r = this.call((id) => this.core.fetch(now(), id, url, request.mode));
+    const method = request.method;
+    let r = this.call((id) => this.core.fetch(now(), id, url, request.mode, method));
     if (r instanceof Promise) r = await abortable(r, signal);
     ok(r);
     if (r.r == "pass") return fetch(request);
     // Keep a copy to replay after a 401; a stream body cannot be replayed.
     // A GET or HEAD has no body to lose: it is copied only if a 401 comes.
-    const bodiless = request.method == "GET" || request.method == "HEAD";
+    const bodiless = method == "GET" || method == "HEAD";
     const stream = init && typeof ReadableStream == "function" && init.body instanceof ReadableStream;
     const copy = bodiless || stream ? null : request.clone();
     let sent = now();
-    const first = await this.send(request, r.p + r.a);
-    let a = this.answered(first, r.g, sent, bodiless || !!copy, false, url);
-    if (a === undefined) return first;
-    if (a instanceof Promise) a = await abortable(a, signal);
-    if (a.r != "replay") return first;
-    const replay = copy || new Request(request);
-    sent = now();
-    const second = await this.send(replay, a.p + a.a);
-    await this.answered(second, r.g, sent, true, true, url);
-    return second;
+    let res = await this.send(request, r.p + r.a, r.d);
+    // At most two replays, as the keeper says: one with a DPoP nonce the
+    // resource asked for (`n`), one after a refresh.
+    let replayed = false;
+    let nonced = false;
+    for (;;) {
+      let a = this.answered(res, r.g, sent, bodiless || !!copy, replayed, nonced, url, method);
+      if (a === undefined) return res;
+      if (a instanceof Promise) a = await abortable(a, signal);
+      if (a.r != "replay") return res;
+      if (a.n) nonced = true;
+      else replayed = true;
+      const replay = copy ? copy.clone() : new Request(request);
+      sent = now();
+      res = await this.send(replay, a.p + a.a, a.d);
+    }
   }
 
   /**
@@ -474,12 +568,17 @@ export class Shell {
    * token calls for. Any other response needs nothing from it (the keeper
    * says which status that is): undefined then.
    */
-  answered(res, gen, sent, replayable, replayed, url) {
+  answered(res, gen, sent, replayable, replayed, nonced, url, method) {
     const h = res.headers;
     const renewed = (this.renew && h.get(this.renew)) ?? undefined;
-    if (renewed === undefined && res.status != this.rejected) return undefined;
+    const nonce = this.nonces ? h.get("DPoP-Nonce")?.slice(0, NONCE + 1) ?? undefined : undefined;
+    const rejected = res.status == this.rejected;
+    if (renewed === undefined && nonce === undefined && !rejected) return undefined;
     const date = renewed === undefined ? NaN : Date.parse(h.get("Date"));
-    return this.call((id) => this.core.response(now(), id, gen, res.status, renewed, date, sent, replayable, replayed, url));
+    const challenge = rejected ? h.get("WWW-Authenticate")?.slice(0, this.message + 1) ?? undefined : undefined;
+    return this.call((id) =>
+      this.core.response(now(), id, gen, res.status, renewed, date, sent, replayable, replayed, url, method, nonce, challenge, nonced),
+    );
   }
 
   /**
@@ -489,7 +588,13 @@ export class Shell {
    * again without the token, any other gets the redirect back (an
    * `"opaqueredirect"` response). The keeper says which (RESEND_WITHOUT_TOKEN).
    */
-  send(request, value) {
+  send(request, value, proof) {
+    // A DPoP proof is signed first (WebCrypto is async; Bearer stays sync).
+    if (proof)
+      return this.sign(proof).then((signed) => {
+        request.headers.set("DPoP", signed);
+        return this.send(request, value);
+      });
     request.headers.set(this.header, value);
     // Not async on the common path: one promise less per call.
     return !this.manual || request.redirect != "follow" ? fetch(request) : this.manual_send(request);
@@ -517,5 +622,6 @@ export class Shell {
     this.channel = this.lockManager = null;
     for (const release of this.held) if (release) release();
     this.held = [];
+    this.keys.clear();
   }
 }

@@ -93,10 +93,12 @@ impl Core {
         self.keeper.borrow_mut().ready(now, CallId(call));
     }
 
-    /// `fetch()` of a `Request` (its `url` and `mode`, strings the browser
-    /// made) needs to know whether and with what token.
-    pub fn fetch(&self, now: f64, call: u32, url: &str, mode: &str) {
-        self.keeper.borrow_mut().fetch(now, CallId(call), url, mode);
+    /// `fetch()` of a `Request` (its `url`, `mode` and `method`, strings
+    /// the browser made) needs to know whether and with what token.
+    pub fn fetch(&self, now: f64, call: u32, url: &str, mode: &str, method: &str) {
+        self.keeper
+            .borrow_mut()
+            .fetch(now, CallId(call), url, mode, method);
     }
 
     /// `getAccessToken()`.
@@ -117,12 +119,27 @@ impl Core {
         wire::logout(keeper.settings(), result)
     }
 
-    /// `login(url, credentials)`: the request to send, or the error. `url`
-    /// is the app's argument, anything; `credentials` their JSON text.
-    pub fn login(&self, url: JsValue, credentials: Option<String>) -> String {
+    /// `login(url, credentials)`: `url` is the app's argument, anything;
+    /// `credentials` their JSON text.
+    pub fn login(&self, call: u32, url: JsValue, credentials: Option<String>) {
         let url = from_js(&url, MAX_JSON);
-        let keeper = self.keeper.borrow();
-        wire::login(&keeper, &url, credentials.as_deref(), &BrowserUrls)
+        let mut keeper = self.keeper.borrow_mut();
+        let checked = wire::login_arguments(&keeper, &url, credentials.as_deref(), &BrowserUrls);
+        keeper.login(CallId(call), checked);
+    }
+
+    /// The DPoP key `call` waits for was made (`x`, `y`: its public JWK's
+    /// coordinates; none when the browser could not): the thumbprint to
+    /// keep its private half under, or none when it is not taken.
+    pub fn key_made(
+        &self,
+        now: f64,
+        call: u32,
+        x: Option<String>,
+        y: Option<String>,
+    ) -> Option<String> {
+        let public = x.as_deref().zip(y.as_deref());
+        self.keeper.borrow_mut().key_made(now, CallId(call), public)
     }
 
     /// A token endpoint's answer (`call` 0: the refresh; otherwise that
@@ -139,8 +156,12 @@ impl Core {
         retry_after: Option<String>,
         retry_after_date: f64,
         body: Option<String>,
+        nonce: Option<String>,
     ) {
         let mut keeper = self.keeper.borrow_mut();
+        if let Some(nonce) = nonce {
+            keeper.handle_token_nonce(CallId(call), &nonce);
+        }
         let body = body.and_then(|text| {
             let body = OptValue::from_json(Some(&text), wire::MAX_BODY);
             wire::grant(&body, &keeper.settings().fields)
@@ -175,6 +196,10 @@ impl Core {
         replayable: bool,
         replayed: bool,
         url: &str,
+        method: &str,
+        nonce: Option<String>,
+        challenge: Option<String>,
+        nonce_replayed: bool,
     ) {
         let answered = Answered {
             generation: generation as u64,
@@ -185,6 +210,10 @@ impl Core {
             replayable,
             replayed,
             url,
+            method,
+            nonce: nonce.as_deref(),
+            challenge: challenge.as_deref(),
+            nonce_replayed,
         };
         self.keeper
             .borrow_mut()
@@ -198,9 +227,13 @@ impl Core {
 
     /// A message from another tab, as the executor wrote it in JSON
     /// (anything: it is checked in the keeper).
-    pub fn tab(&self, now: f64, data: Option<String>) {
+    /// `has_key`: a DPoP key came with it (a private, non-extractable
+    /// ECDSA P-256 `CryptoKey`, as the executor checked).
+    pub fn tab(&self, now: f64, data: Option<String>, has_key: bool) {
         let data = OptValue::from_json(data.as_deref(), MAX_JSON);
-        self.keeper.borrow_mut().handle_tab_message(now, &data);
+        self.keeper
+            .borrow_mut()
+            .handle_tab_message(now, &data, has_key);
     }
 
     /// A page event: 0 `visibilitychange`, 1 `pageshow`, 2 `online`, 3 `focus`.

@@ -75,6 +75,22 @@ pub struct Settings {
     /// document ([`crate::oidc`]), and `refresh_url` is its token endpoint
     /// once that is read (empty before).
     pub oidc: Option<OidcSettings>,
+    /// Whether the tokens are bound to a DPoP key (`dpop`, RFC 9449).
+    pub dpop: Dpop,
+}
+
+/// The `dpop` option: whether the session's tokens are bound to a key pair
+/// of the tab (RFC 9449), every request carrying a proof signed with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dpop {
+    /// Bearer tokens (`false`, the default).
+    Off,
+    /// DPoP, required (`true`): an identity provider that does not list
+    /// it fails `ready()` with `dpop_unsupported`.
+    On,
+    /// DPoP when the provider's discovery lists it, else Bearer (`"auto"`,
+    /// with `issuer` only).
+    Auto,
 }
 
 /// The options of a keeper of an OpenID provider's session.
@@ -126,13 +142,14 @@ const KNOWN: &[&str] = &[
     "redirectUri",
     "postLogoutRedirectUri",
     "authorizationParams",
+    "dpop",
 ];
 
 /// The reason given for an unknown option: it lists the known ones (kept in
 /// step with [`KNOWN`] by a test; a literal, since joining costs wasm bytes).
 const UNKNOWN_OPTION: &str = "unknown option; known options are refreshUrl, refreshStyle, \
 clientId, scope, header, scheme, allowedOrigins, refreshLeadSeconds, renewHeader, logoutUrl, \
-fields, channel, issuer, redirectUri, postLogoutRedirectUri, authorizationParams";
+fields, channel, issuer, redirectUri, postLogoutRedirectUri, authorizationParams, dpop";
 
 impl Settings {
     /// Validates the options object (its own keys and values) into settings.
@@ -292,7 +309,37 @@ impl Settings {
             OptValue::Str(s) if !s.is_empty() && s.len() <= 200 => s.clone(),
             v => return Err(Error::option("channel", &expected("a non-empty string", v))),
         };
+        let dpop = match get("dpop") {
+            OptValue::Undefined | OptValue::Null | OptValue::Bool(false) => Dpop::Off,
+            OptValue::Bool(true) => Dpop::On,
+            OptValue::Str(s) if s == "auto" && oidc.is_some() => Dpop::Auto,
+            OptValue::Str(s) if s == "auto" => {
+                return Err(Error::option(
+                    "dpop",
+                    "\"auto\" needs issuer (its discovery says whether the provider supports \
+                     DPoP); a refreshUrl server is told with true",
+                ))
+            }
+            v => {
+                return Err(Error::option(
+                    "dpop",
+                    &expected(r#"true, false or "auto""#, v),
+                ))
+            }
+        };
+        if dpop != Dpop::Off {
+            for name in ["header", "scheme"] {
+                if !matches!(get(name), OptValue::Undefined) {
+                    return Err(Error::option(
+                        name,
+                        "cannot be set with dpop: a DPoP-bound token is sent as \
+                         `Authorization: DPoP <token>`",
+                    ));
+                }
+            }
+        }
         Ok(Settings {
+            dpop,
             refresh_url,
             refresh_style,
             client_id,

@@ -97,6 +97,13 @@ pub enum Error {
     },
     /// The instance was freed; it can do nothing more.
     Freed,
+    /// `dpop: true` and the OpenID provider's discovery lists no DPoP
+    /// algorithm this client signs with (ES256), or the browser cannot make
+    /// a DPoP key (no WebCrypto: not a secure context).
+    DpopUnsupported {
+        /// Which of the two.
+        reason: &'static str,
+    },
     /// The browser refused an operation (a missing API, a refused header name…).
     Browser {
         /// What was being done.
@@ -124,6 +131,7 @@ impl Error {
             Error::DiscoveryFailed { .. } => "discovery_failed",
             Error::InvalidCallback { .. } => "invalid_callback",
             Error::InvalidIdToken { .. } => "invalid_id_token",
+            Error::DpopUnsupported { .. } => "dpop_unsupported",
         }
     }
 
@@ -214,6 +222,9 @@ impl Error {
             }
             Error::InvalidIdToken { check } => {
                 push_all(&mut m, &["the ID token failed a check: ", check]);
+            }
+            Error::DpopUnsupported { reason } => {
+                push_all(&mut m, &["DPoP is not available: ", reason]);
             }
             Error::SessionEnded {
                 status,

@@ -25,7 +25,7 @@
 //! let now = 1_700_000_000_000.0;
 //! let grant = RawGrant { access_token: Some("t".into()), expires_in: Some(300.0), ..RawGrant::default() };
 //! keeper.set_tokens(now, grant).unwrap();
-//! keeper.fetch(now, CallId(1), "https://app.example/api", "cors");
+//! keeper.fetch(now, CallId(1), "https://app.example/api", "cors", "GET");
 //! let reply = std::iter::from_fn(|| keeper.poll_command()).find_map(|c| match c {
 //!     Command::Settle { call: CallId(1), reply } => Some(reply),
 //!     _ => None,
@@ -34,6 +34,7 @@
 //! ```
 
 use crate::config::{RefreshStyle, Settings};
+use crate::dpop::Proof;
 use crate::error::Error;
 use crate::json::ceil;
 use crate::oidc::{Discovery, Transaction};
@@ -96,6 +97,7 @@ pub const NO_CORS: &str = "no-cors";
 /// without asking ([`Keeper::response`] would only settle it `Return`).
 pub const REJECTED: u16 = 401;
 
+mod proofs;
 mod provider;
 
 /// What the browser around the keeper has.
@@ -351,6 +353,8 @@ pub enum Reply {
         generation: u64,
         /// The access token.
         access: String,
+        /// `fetch()` of a DPoP session: the request's proof, to sign.
+        proof: Option<Proof>,
     },
     /// `fetch`: hand the response to the app as it is.
     Return,
@@ -358,6 +362,11 @@ pub enum Reply {
     Replay {
         /// The access token to attach.
         access: String,
+        /// A DPoP session's proof of the replay, to sign.
+        proof: Option<Proof>,
+        /// The replay is the one a resource's `use_dpop_nonce` earns (the
+        /// token is the same; a 401 after it may still earn a refresh).
+        nonce: bool,
     },
     /// `login`, `refresh`: done.
     Done,
@@ -424,6 +433,14 @@ pub struct Answered<'a> {
     pub replayed: bool,
     /// The request's URL (for the `expired` event).
     pub url: &'a str,
+    /// The request's method (for a DPoP replay's proof).
+    pub method: &'a str,
+    /// The response's `DPoP-Nonce`, if it had one.
+    pub nonce: Option<&'a str>,
+    /// The response's `WWW-Authenticate`, on a 401.
+    pub challenge: Option<&'a str>,
+    /// Whether this answers the replay a `use_dpop_nonce` earned.
+    pub nonce_replayed: bool,
 }
 
 /// Tell the logout endpoint, best effort (the session is already gone here).
@@ -445,6 +462,8 @@ pub enum Command {
     Refresh {
         /// The refresh token to send (`None` in cookie mode).
         refresh_token: Option<String>,
+        /// A DPoP session's proof, to sign and send as the `DPoP` header.
+        proof: Option<Proof>,
     },
     /// Request the tabs' refresh lock; report the grant with
     /// [`Keeper::handle_lock_granted`].
@@ -479,6 +498,38 @@ pub enum Command {
         code: String,
         /// The PKCE code verifier.
         verifier: String,
+        /// The proof by the session-to-be's key, with DPoP.
+        proof: Option<Proof>,
+    },
+    /// Send `login()`'s credentials (once) and report the answer with
+    /// [`Keeper::handle_login_answer`].
+    Login {
+        /// The `login()` call.
+        call: CallId,
+        /// The login endpoint.
+        url: String,
+        /// The credentials, a JSON object's text.
+        body: String,
+        /// The proof by the session-to-be's key, with DPoP.
+        proof: Option<Proof>,
+    },
+    /// Make a DPoP key pair (ECDSA P-256, not extractable) for `call`, and
+    /// report its public half with [`Keeper::key_made`], which names the
+    /// thumbprint to keep the private half under.
+    MakeKey {
+        /// The login or code exchange that needs it.
+        call: CallId,
+    },
+    /// Keep the key that came with the tab message being handled, under
+    /// this thumbprint.
+    TakeKey {
+        /// The key's thumbprint.
+        jkt: String,
+    },
+    /// Forget the private key kept under this thumbprint.
+    DropKey {
+        /// The key's thumbprint.
+        jkt: String,
     },
     /// Keep the login's transaction in the tab's `sessionStorage`, then
     /// navigate the page to `url` and settle `call` (or settle it with the
@@ -545,7 +596,11 @@ enum Waiter {
     /// `refresh()`.
     Refresh(CallId),
     /// A request that got a 401 and wants to be replayed.
-    Replay { call: CallId, url: String },
+    Replay {
+        call: CallId,
+        url: String,
+        method: String,
+    },
     /// `ready()` in cookie mode.
     Ready(CallId),
 }
@@ -590,6 +645,8 @@ struct Run {
     held: bool,
     /// The hold of the run before, when this one took the lock over from it.
     inherited: Option<f64>,
+    /// The attempt out was sent again with a DPoP nonce the endpoint asked for.
+    nonce_retried: bool,
     phase: Phase,
     waiters: Vec<Waiter>,
 }
@@ -628,6 +685,8 @@ pub struct Keeper {
     after_discovery: Vec<provider::Pending>,
     /// Code exchanges out: the `handleRedirect()` calls and their logins.
     exchanges: Vec<provider::Exchange>,
+    /// DPoP: keys, nonces, the calls whose requests need a proof.
+    proofs: proofs::Proofs,
 }
 
 /// Where the discovery of an OpenID provider is.
@@ -665,6 +724,7 @@ impl Keeper {
             discovery: Disc::NotNeeded,
             after_discovery: Vec::new(),
             exchanges: Vec::new(),
+            proofs: proofs::Proofs::default(),
         };
         keeper.tab_id = keeper.random_id();
         keeper.discover();
@@ -809,6 +869,23 @@ impl Keeper {
 
     /// The answer to `login()`'s request; settles with [`Reply::Done`].
     pub fn handle_login_answer(&mut self, now: f64, call: CallId, answer: TokenAnswer) {
+        let refused = match &answer {
+            TokenAnswer::Failure {
+                status,
+                oauth_error,
+                ..
+            } => Some((*status, oauth_error.as_deref())),
+            TokenAnswer::Grant { .. } => None,
+        };
+        if self.exchange_retried(now, call, refused) {
+            return;
+        }
+        let key = match self.login_answered(now, call, refused) {
+            // Sent again with the nonce the endpoint asked for.
+            None if self.proofs.logins.iter().any(|l| l.call == call) => return,
+            None => None,
+            Some(key) => Some(key),
+        };
         // (`retain`, not `remove`: nothing here may panic.)
         let mut exchange = None;
         self.exchanges.retain(|e| {
@@ -838,18 +915,26 @@ impl Keeper {
                         description: None,
                     },
                 };
-                return self.settle(call, Reply::Failed(error));
+                self.settle(call, Reply::Failed(error));
+                return self.prune_keys();
             }
         };
         if self.freed {
             return self.settle(call, Reply::Failed(Error::Freed));
         }
-        match token::accept_grant(grant, timing, None) {
-            Ok(tokens) => {
+        let proved = key.as_ref().is_some_and(Option::is_some);
+        let accepted = Self::check_token_type(&grant, proved)
+            .and_then(|()| token::accept_grant(grant, timing, None));
+        match accepted {
+            Ok(mut tokens) => {
+                tokens.key = key.flatten();
                 self.adopt(tokens, Some(protocol::first_generation(now)), Source::Login);
                 self.settle(call, Reply::Done);
             }
-            Err(e) => self.settle(call, Reply::Failed(e)),
+            Err(e) => {
+                self.settle(call, Reply::Failed(e));
+                self.prune_keys();
+            }
         }
         self.wake(now);
     }
@@ -859,6 +944,13 @@ impl Keeper {
     pub fn set_tokens(&mut self, now: f64, grant: RawGrant) -> Result<(), Error> {
         self.open()?;
         self.discovered()?;
+        if self.dpop_on() {
+            return Err(Error::InvalidArgument {
+                argument: "tokens",
+                reason:
+                    "cannot be bound to this tab's DPoP key: with dpop, the keeper logs in itself",
+            });
+        }
         // Tokens the app kept or restored: no response just issued them, so
         // their `iat` says nothing of the server's clock now.
         let timing = Timing {
@@ -885,7 +977,7 @@ impl Keeper {
         }
         match self.session.read(now, self.settings.refresh_lead_ms) {
             Read::NoSession => self.settle(call, Reply::Failed(Error::NotAuthenticated)),
-            Read::Fresh { .. } => self.settle_token(call),
+            Read::Fresh { .. } => self.settle_token(now, call),
             Read::RefreshFirst => {
                 // Inside the lead window the token still works: a refresh that
                 // fails for now must not hold the call back.
@@ -905,7 +997,7 @@ impl Keeper {
     /// [`Reply::Passthrough`]. A `"no-cors"` request passes through: the
     /// browser sends it with CORS-safelisted headers only, so it could never
     /// carry the token, and its 401 must not cost a refresh.
-    pub fn fetch(&mut self, now: f64, call: CallId, url: &str, mode: &str) {
+    pub fn fetch(&mut self, now: f64, call: CallId, url: &str, mode: &str, method: &str) {
         if self.freed {
             return self.settle(call, Reply::Failed(Error::Freed));
         }
@@ -913,6 +1005,7 @@ impl Keeper {
         {
             return self.settle(call, Reply::Passthrough);
         }
+        self.expect_proof(call, url, method);
         self.need_token(now, call);
     }
 
@@ -920,11 +1013,26 @@ impl Keeper {
     /// and decides what a 401 calls for. Settles with [`Reply::Return`] or
     /// [`Reply::Replay`] (after a refresh, when one is needed).
     pub fn response(&mut self, now: f64, call: CallId, answered: Answered<'_>) {
-        if let Some(access) = answered.renewed {
+        if let Some(access) = answered.renewed.clone() {
             self.adopt_renewal(now, access, answered.server_date, answered.sent_at);
+        }
+        if let Some(nonce) = answered.nonce {
+            self.handle_nonce(answered.url, nonce);
         }
         if answered.status != REJECTED {
             return self.settle(call, Reply::Return);
+        }
+        // A resource that wants a DPoP nonce refused the proof, not the
+        // token: the request goes again once with the nonce, no refresh.
+        let nonce_asked = answered.challenge.is_some_and(crate::dpop::asks_for_nonce);
+        if nonce_asked
+            && !answered.nonce_replayed
+            && !answered.replayed
+            && answered.replayable
+            && self.dpop_on()
+            && self.nonce_known(answered.url)
+        {
+            return self.settle_nonce_replay(now, call, &answered);
         }
         if answered.replayed {
             self.expired(ExpiredReason::RejectedAfterRefresh, answered.url);
@@ -941,11 +1049,12 @@ impl Keeper {
             // (Unless the current token expired meanwhile too — a tab back
             // from a freeze: then a refresh first.)
             After401::ReplayWithCurrent if !self.session.is_expired(now) => {
-                self.settle_replay(call, answered.url)
+                self.settle_replay(now, call, answered.url, answered.method)
             }
             After401::ReplayWithCurrent | After401::RefreshThenReplay => {
                 let url = answered.url.into();
-                self.join_run(now, Why::Needed, Some(Waiter::Replay { call, url }));
+                let method = answered.method.into();
+                self.join_run(now, Why::Needed, Some(Waiter::Replay { call, url, method }));
             }
         }
         self.wake(now);
@@ -1011,7 +1120,7 @@ impl Keeper {
                 self.out.push_back(Command::ReleaseLock);
             }
             for w in run.waiters {
-                self.resolve(w, &Err(Error::Freed));
+                self.resolve(0.0, w, &Err(Error::Freed));
             }
         }
         for r in core::mem::take(&mut self.readies) {
@@ -1050,6 +1159,23 @@ impl Keeper {
             }
             return self.finish_current(now);
         }
+        // The endpoint wants a DPoP nonce: the same refresh, sent again
+        // once with it (the refresh token was not used).
+        if let TokenAnswer::Failure {
+            status,
+            oauth_error,
+            ..
+        } = &answer
+        {
+            let url = &self.settings.refresh_url;
+            let first = self.run.as_ref().is_some_and(|r| !r.nonce_retried);
+            if first && self.wants_nonce(url, *status, oauth_error.as_deref()) {
+                if let Some(run) = &mut self.run {
+                    run.nonce_retried = true;
+                }
+                return self.send_refresh(now, refresh_token);
+            }
+        }
         self.answered(now, gen, refresh_token, answer);
         self.wake(now);
     }
@@ -1071,7 +1197,10 @@ impl Keeper {
 
     /// A message from another tab (decoded and checked here; anything
     /// malformed, own, older or of another version is ignored).
-    pub fn handle_tab_message(&mut self, now: f64, data: &OptValue) {
+    /// `has_key`: a DPoP key (a private, non-extractable ECDSA P-256
+    /// `CryptoKey`) came with it; the executor keeps it if told to
+    /// ([`Command::TakeKey`]) while this message is handled.
+    pub fn handle_tab_message(&mut self, now: f64, data: &OptValue, has_key: bool) {
         if self.freed || !self.env.tabs {
             return;
         }
@@ -1079,9 +1208,10 @@ impl Keeper {
             return;
         };
         // An OpenID provider's session is taken only once its endpoints are
-        // known, and only with an ID token of this client from this issuer.
+        // known, and only with an ID token of this client from this issuer;
+        // a DPoP session only with its key, a Bearer one only without.
         if let Message::Session { tokens, .. } = &envelope.message {
-            if !self.takes_from_tab(tokens) {
+            if !self.takes_from_tab(tokens) || !self.takes_key(tokens.key.as_ref(), has_key) {
                 return;
             }
         }
@@ -1093,6 +1223,7 @@ impl Keeper {
         }
         let kind = match (apply, envelope.message) {
             (Apply::Replace, Message::Session { gen, tokens, .. }) => {
+                self.take_key(tokens.key.as_ref());
                 self.session.replace(tokens, gen);
                 self.emit_change();
                 SyncKind::Adopted
@@ -1106,6 +1237,7 @@ impl Keeper {
                     skew,
                 },
             ) => {
+                self.take_key(tokens.key.as_ref());
                 self.adopt(tokens, Some(gen), Source::Tab);
                 if let Some(skew) = skew {
                     self.session.learn_skew(skew);
@@ -1255,6 +1387,7 @@ impl Keeper {
             locked,
             held: false,
             inherited: None,
+            nonce_retried: false,
             phase,
             waiters,
         });
@@ -1370,6 +1503,7 @@ impl Keeper {
         let refresh_token = self.session.refresh_token();
         if let Some(run) = &mut self.run {
             run.attempts += 1;
+            run.nonce_retried = false;
             run.phase = Phase::Sending {
                 gen,
                 refresh_token: refresh_token.clone(),
@@ -1384,7 +1518,17 @@ impl Keeper {
             };
             return self.answered(now, gen, None, missing);
         }
-        self.out.push_back(Command::Refresh { refresh_token });
+        self.send_refresh(now, refresh_token);
+    }
+
+    /// Sends the refresh request, with a DPoP session's proof.
+    fn send_refresh(&mut self, now: f64, refresh_token: Option<String>) {
+        let url = self.settings.refresh_url.clone();
+        let proof = self.session_proof(now, "POST", &url, None);
+        self.out.push_back(Command::Refresh {
+            refresh_token,
+            proof,
+        });
     }
 
     /// What a refresh answer means: new tokens, the end of the session, or
@@ -1395,8 +1539,13 @@ impl Keeper {
         let (status, oauth_error, retry_after, malformed) = match answer {
             TokenAnswer::Grant { grant, timing } => {
                 let expires_in = grant.expires_in;
-                match token::accept_grant(grant, timing, sent) {
+                let key = self.session.tokens().and_then(|t| t.key.clone());
+                let accepted = Self::check_token_type(&grant, self.dpop_on() && key.is_some())
+                    .and_then(|()| token::accept_grant(grant, timing, sent));
+                match accepted {
                     Ok(mut tokens) => {
+                        // Rotated tokens stay bound to the session's key.
+                        tokens.key = key;
                         if let Err(e) = self.check_refreshed_id(&mut tokens, timing) {
                             // Another user's tokens, or a provider that
                             // breaks its promises: the session ends.
@@ -1602,20 +1751,22 @@ impl Keeper {
                 Waiter::Token(_) | Waiter::Replay { .. } if stale => {
                     self.join_run(now, Why::Needed, Some(w))
                 }
-                w => self.resolve(w, &result),
+                w => self.resolve(now, w, &result),
             }
         }
     }
 
-    fn resolve(&mut self, waiter: Waiter, result: &Result<u64, Error>) {
+    fn resolve(&mut self, now: f64, waiter: Waiter, result: &Result<u64, Error>) {
         match (waiter, result) {
-            (Waiter::Token(call), Ok(_)) => self.settle_token(call),
+            (Waiter::Token(call), Ok(_)) => self.settle_token(now, call),
             (Waiter::Token(call) | Waiter::Refresh(call), Err(e)) => {
                 self.settle(call, Reply::Failed(e.clone()))
             }
             (Waiter::Refresh(call), Ok(_)) => self.settle(call, Reply::Done),
-            (Waiter::Replay { call, url }, Ok(_)) => self.settle_replay(call, &url),
-            (Waiter::Replay { call, url }, Err(_)) => {
+            (Waiter::Replay { call, url, method }, Ok(_)) => {
+                self.settle_replay(now, call, &url, &method)
+            }
+            (Waiter::Replay { call, url, .. }, Err(_)) => {
                 self.expired(ExpiredReason::RefreshFailed, &url);
                 self.settle(call, Reply::Return);
             }
@@ -1653,9 +1804,11 @@ impl Keeper {
 
     /// `ready()` after the other tabs were asked.
     fn continue_ready(&mut self, now: f64, call: CallId) {
+        // (A DPoP cookie is bound to a key no new tab has: nothing to try.)
         if !self.session.is_authenticated()
             && self.settings.refresh_style == RefreshStyle::Cookie
             && !self.freed
+            && !self.dpop_on()
         {
             return self.join_run(now, Why::Join, Some(Waiter::Ready(call)));
         }
@@ -1714,6 +1867,7 @@ impl Keeper {
         };
         if let Ok(mut tokens) = token::accept_grant(grant, timing, self.session.refresh_token()) {
             tokens.id = self.session.tokens().and_then(|t| t.id.clone());
+            tokens.key = self.session.tokens().and_then(|t| t.key.clone());
             self.adopt(tokens, None, Source::RenewHeader);
         }
     }
@@ -1740,6 +1894,7 @@ impl Keeper {
     }
 
     fn emit_change(&mut self) {
+        self.prune_keys();
         self.emit(Event::Change {
             authenticated: self.session.is_authenticated(),
             expires_at: self.session.expires_at(),
@@ -1754,22 +1909,34 @@ impl Keeper {
         });
     }
 
-    fn settle_token(&mut self, call: CallId) {
+    fn settle_token(&mut self, now: f64, call: CallId) {
         let reply = match self.session.tokens() {
-            Some(t) => Reply::Token {
-                generation: self.session.generation(),
-                access: t.access.clone(),
-            },
+            Some(t) => {
+                let access = t.access.clone();
+                Reply::Token {
+                    generation: self.session.generation(),
+                    proof: self.proof_for_call(now, call, &access),
+                    access,
+                }
+            }
             None => Reply::Failed(Error::NotAuthenticated),
         };
         self.settle(call, reply);
     }
 
-    fn settle_replay(&mut self, call: CallId, url: &str) {
+    fn settle_replay(&mut self, now: f64, call: CallId, url: &str, method: &str) {
         match self.session.tokens() {
             Some(t) => {
                 let access = t.access.clone();
-                self.settle(call, Reply::Replay { access });
+                let proof = self.session_proof(now, method, url, Some(&access));
+                self.settle(
+                    call,
+                    Reply::Replay {
+                        access,
+                        proof,
+                        nonce: false,
+                    },
+                );
             }
             None => {
                 self.expired(ExpiredReason::NoSession, url);
@@ -1778,7 +1945,25 @@ impl Keeper {
         }
     }
 
+    /// The replay a resource's `use_dpop_nonce` earns: the current token,
+    /// a proof with the nonce.
+    fn settle_nonce_replay(&mut self, now: f64, call: CallId, answered: &Answered<'_>) {
+        let Some(access) = self.session.tokens().map(|t| t.access.clone()) else {
+            return self.settle(call, Reply::Return);
+        };
+        let proof = self.session_proof(now, answered.method, answered.url, Some(&access));
+        self.settle(
+            call,
+            Reply::Replay {
+                access,
+                proof,
+                nonce: true,
+            },
+        );
+    }
+
     fn settle(&mut self, call: CallId, reply: Reply) {
+        self.forget_request(call);
         self.out.push_back(Command::Settle { call, reply });
     }
 

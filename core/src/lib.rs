@@ -33,6 +33,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod config;
+pub mod dpop;
 pub mod error;
 pub mod json;
 pub mod keeper;

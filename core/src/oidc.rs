@@ -53,6 +53,9 @@ pub struct Discovery {
     /// `authorization_response_iss_parameter_supported` (RFC 9207): the
     /// callback must then carry `iss`.
     pub iss_parameter: bool,
+    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1) lists `ES256`,
+    /// the algorithm of the keys tokenkeeper makes.
+    pub dpop: bool,
 }
 
 /// `<issuer>/.well-known/openid-configuration` (a trailing `/` of the
@@ -173,6 +176,8 @@ pub fn read_discovery(status: u16, body: &OptValue, issuer: &str) -> Result<Disc
             get("authorization_response_iss_parameter_supported"),
             OptValue::Bool(true)
         ),
+        dpop: matches!(get("dpop_signing_alg_values_supported"), OptValue::List(_))
+            && lists("dpop_signing_alg_values_supported", "ES256"),
     })
 }
 
@@ -1168,6 +1173,7 @@ mod tests {
             revocation_endpoint: None,
             end_session_endpoint: None,
             iss_parameter: false,
+            dpop: false,
         };
         let settings = crate::config::Settings::from_options(
             &OptValue::from_json(

@@ -218,6 +218,18 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
                 OptValue::Undefined | OptValue::Null => None,
                 _ => Some(string(entries, "id", MAX_TOKEN_LEN)?),
             };
+            // A DPoP session's key: the public half's coordinates (the
+            // private half travels beside them, as a `CryptoKey`).
+            let key = match (
+                OptValue::field(entries, "kx"),
+                OptValue::field(entries, "ky"),
+            ) {
+                (OptValue::Undefined, OptValue::Undefined) => None,
+                (OptValue::Str(x), OptValue::Str(y)) => {
+                    Some(crate::dpop::key(x, y).ok_or(Reject::Malformed)?)
+                }
+                _ => return Err(Reject::Malformed),
+            };
             let expires_at = number(entries, "expiresAt")?;
             let issued_at = number(entries, "issuedAt")?.ok_or(Reject::Malformed)?;
             let until = number(entries, "until")?;
@@ -230,6 +242,7 @@ pub fn decode(value: &OptValue, own_id: &str) -> Result<Envelope, Reject> {
                     expires_at,
                     issued_at,
                     id,
+                    key,
                 },
                 until,
                 skew,
@@ -364,6 +377,7 @@ mod tests {
                     expires_at: Some(2000.0),
                     issued_at: 1000.0,
                     id: None,
+                    key: None,
                 },
                 until: None,
                 skew: None,
@@ -486,6 +500,7 @@ mod tests {
             expires_at: None,
             issued_at: 0.0,
             id: None,
+            key: None,
         };
         let sess = |gen| Message::Session {
             gen,
@@ -614,6 +629,7 @@ mod tests {
             expires_at: None,
             issued_at,
             id: None,
+            key: None,
         };
         assert!(wins_tie(&t("a", 2.0), &t("b", 1.0)));
         assert!(!wins_tie(&t("b", 1.0), &t("a", 2.0)));

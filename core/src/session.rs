@@ -49,7 +49,8 @@ pub fn classify(status: u16, oauth_error: Option<&str>) -> FailureClass {
         Some("invalid_grant" | "invalid_client" | "unauthorized_client") => {
             return FailureClass::Fatal
         }
-        Some("temporarily_unavailable" | "server_error" | "slow_down") => {
+        // (A DPoP nonce asked for again after its one retry: not a refusal.)
+        Some("temporarily_unavailable" | "server_error" | "slow_down" | "use_dpop_nonce") => {
             return FailureClass::Transient
         }
         _ => {}
@@ -390,6 +391,7 @@ mod tests {
             expires_at: Some(T0 + lifetime_ms),
             issued_at: T0,
             id: None,
+            key: None,
         }
     }
 
@@ -569,6 +571,7 @@ mod tests {
                 expires_at: Some(exp * 1000.0 + skew),
                 issued_at: T0,
                 id: None,
+                key: None,
             }
         };
         let mut s = Session::new();

@@ -18,6 +18,8 @@ pub struct RawGrant {
     pub expires_in: Option<f64>,
     /// The `id_token` field (OpenID Connect), if it was a string.
     pub id_token: Option<String>,
+    /// The `token_type` field, if it was a string (`Bearer`, `DPoP`).
+    pub token_type: Option<String>,
 }
 
 /// When a token response was obtained, as the browser and the server saw it.
@@ -49,6 +51,9 @@ pub struct TokenSet {
     pub issued_at: f64,
     /// The ID token of an OpenID provider's session (checked when it came).
     pub id: Option<String>,
+    /// The DPoP key the tokens are bound to (its public half: the private
+    /// one is the executor's), when the session has one.
+    pub key: Option<crate::dpop::Key>,
 }
 
 impl core::fmt::Debug for TokenSet {
@@ -60,6 +65,7 @@ impl core::fmt::Debug for TokenSet {
             .field("expires_at", &self.expires_at)
             .field("issued_at", &self.issued_at)
             .field("id", &self.id.as_ref().map(|_| "<redacted>"))
+            .field("key", &self.key)
             .finish()
     }
 }
@@ -227,6 +233,7 @@ pub fn accept_grant(
         expires_at,
         issued_at: timing.sent_at,
         id,
+        key: None,
     })
 }
 
@@ -367,6 +374,7 @@ mod tests {
             refresh_token: Some("r1".into()),
             expires_in: Some(30.0),
             id_token: None,
+            token_type: None,
         };
         let t = accept_grant(g, timing(0.0), None).unwrap();
         assert_eq!(t.expires_at, Some(T0 + 30_000.0));
@@ -491,6 +499,7 @@ mod tests {
             refresh_token: None,
             expires_in: Some(5.0),
             id_token: None,
+            token_type: None,
         };
         let t = accept_grant(g.clone(), timing(0.0), Some("r-old".into())).unwrap();
         assert_eq!(t.refresh.as_deref(), Some("r-old"));
@@ -553,6 +562,7 @@ mod tests {
             refresh_token: Some("r".repeat(refresh)),
             expires_in: Some(60.0),
             id_token: None,
+            token_type: None,
         };
         assert!(accept_grant(grant(MAX_TOKEN_LEN, MAX_TOKEN_LEN), timing(0.0), None).is_ok());
         assert_eq!(
@@ -608,6 +618,7 @@ mod tests {
             expires_at: Some(T0 + 3_000.0),
             issued_at: T0,
             id: None,
+            key: None,
         };
         // 60 s lead on a 3 s token: bounded to a third of the lifetime.
         assert_eq!(refresh_at(&t, 60_000.0, 0.0), Some(T0 + 2_000.0));
@@ -635,6 +646,7 @@ mod tests {
             expires_at: None,
             issued_at: 0.0,
             id: None,
+            key: None,
         };
         let s = format!("{t:?}");
         assert!(!s.contains("secret"));
@@ -660,6 +672,7 @@ mod tests {
             refresh_token: None,
             expires_in: None,
             id_token: None,
+            token_type: None,
         };
         let read = accept_grant(g, timing, None).unwrap();
         // Read alone, it lives its full 30 s from now: 6 s too long.

@@ -24,6 +24,7 @@
 //! | `forget` | | removes the transaction from `sessionStorage` |
 
 use crate::config::{http_url, Fields, RefreshStyle, Settings, UrlResolver};
+use crate::dpop::Proof;
 use crate::error::Error;
 use crate::keeper::{Command, Event, Keeper, LogoutNotice, Reply, TokenAnswer};
 use crate::oidc::Transaction;
@@ -257,7 +258,8 @@ fn digits_of_big(out: &mut String, mantissa: u64, shift: u32) {
 /// the status of a refused token: only a response with that status or
 /// with a renewed token is handed to [`Keeper::response`](crate::keeper::Keeper::response);
 /// `logins` whether login transactions live in the tab's `sessionStorage`
-/// (an OpenID provider's keeper).
+/// (an OpenID provider's keeper), `nonces` whether a response's
+/// `DPoP-Nonce` is handed to the keeper too (`dpop`).
 pub fn executor_config(settings: &Settings) -> String {
     let mut w = Writer::new();
     w.str("header", &settings.header);
@@ -285,6 +287,8 @@ pub fn executor_config(settings: &Settings) -> String {
     // Only a keeper of an OpenID provider keeps anything in storage (a
     // login's transaction): any other never reads it either.
     w.bool("logins", settings.oidc.is_some());
+    // With DPoP, a success answer's `DPoP-Nonce` is the keeper's too.
+    w.bool("nonces", settings.dpop != crate::config::Dpop::Off);
     w.done()
 }
 
@@ -329,6 +333,7 @@ pub fn grant(body: &OptValue, fields: &Fields) -> Option<(RawGrant, Option<Strin
             refresh_token: string(&fields.refresh_token),
             expires_in,
             id_token: string("id_token"),
+            token_type: string("token_type"),
         },
         string("error"),
     ))
@@ -366,11 +371,17 @@ fn error_reply(e: &Error) -> String {
 pub fn command(command: &Command, tab_id: &str, settings: &Settings) -> String {
     let mut w = Writer::new();
     match command {
-        Command::Refresh { refresh_token } => {
+        Command::Refresh {
+            refresh_token,
+            proof,
+        } => {
             w.str("c", "send");
             w.key("q");
-            w.out
-                .push_str(&refresh_request(settings, refresh_token.as_deref()));
+            w.out.push_str(&refresh_request(
+                settings,
+                refresh_token.as_deref(),
+                proof.as_ref(),
+            ));
         }
         Command::AcquireLock => {
             w.str("c", "lock");
@@ -382,6 +393,10 @@ pub fn command(command: &Command, tab_id: &str, settings: &Settings) -> String {
             w.str("c", "post");
             w.key("m");
             w.out.push_str(&tab_message(message, tab_id));
+            // A DPoP session's private key goes with it.
+            if let Message::Session { tokens, .. } = message {
+                w.opt_str("k", tokens.key.as_ref().map(|k| k.jkt.as_str()));
+            }
         }
         Command::Emit(event) => {
             w.str("c", "emit").str("k", event.kind().as_str());
@@ -399,10 +414,40 @@ pub fn command(command: &Command, tab_id: &str, settings: &Settings) -> String {
             call,
             code,
             verifier,
+            proof,
         } => {
             w.str("c", "exchange").num("id", f64::from(call.0));
             w.key("q");
-            w.out.push_str(&code_request(settings, code, verifier));
+            w.out
+                .push_str(&code_request(settings, code, verifier, proof.as_ref()));
+        }
+        Command::Login {
+            call,
+            url,
+            body,
+            proof,
+        } => {
+            // Cookie mode sends credentials, so the answer's `Set-Cookie` is kept.
+            let cookie = settings.refresh_style == RefreshStyle::Cookie;
+            w.str("c", "exchange").num("id", f64::from(call.0));
+            w.key("q");
+            w.out.push_str(&post(
+                url,
+                body,
+                "application/json",
+                cookie,
+                None,
+                proof.as_ref(),
+            ));
+        }
+        Command::MakeKey { call } => {
+            w.str("c", "keygen").num("id", f64::from(call.0));
+        }
+        Command::TakeKey { jkt } => {
+            w.str("c", "takekey").str("k", jkt);
+        }
+        Command::DropKey { jkt } => {
+            w.str("c", "dropkey").str("k", jkt);
         }
         Command::Navigate {
             call,
@@ -440,7 +485,12 @@ pub fn transaction_json(tx: &Transaction) -> String {
 
 /// The code exchange (RFC 6749 §4.1.3 with the PKCE verifier), a form
 /// `POST` to the token endpoint with the client's id and no cookies.
-pub fn code_request(settings: &Settings, code: &str, verifier: &str) -> String {
+pub fn code_request(
+    settings: &Settings,
+    code: &str,
+    verifier: &str,
+    proof: Option<&Proof>,
+) -> String {
     let mut body = String::from("grant_type=authorization_code&code=");
     form_value(&mut body, code);
     let redirect = settings.oidc.as_ref().map(|o| o.redirect_uri.as_str());
@@ -454,7 +504,7 @@ pub fn code_request(settings: &Settings, code: &str, verifier: &str) -> String {
             form_value(&mut body, v);
         }
     }
-    post(&settings.refresh_url, &body, FORM, false, None)
+    post(&settings.refresh_url, &body, FORM, false, None, proof)
 }
 
 /// The content type of a form body.
@@ -469,19 +519,32 @@ fn reply(w: &mut Writer, reply: &Reply, settings: &Settings) {
         Reply::Passthrough => {
             w.str("r", "pass");
         }
-        Reply::Token { generation, access } => {
+        Reply::Token {
+            generation,
+            access,
+            proof,
+        } => {
             w.str("r", "token")
                 .num("g", *generation as f64)
                 .str("a", access)
-                .str("p", &settings.header_value(""));
+                .str("p", &prefix(settings, proof.as_ref()));
+            proof_field(w, proof.as_ref());
         }
         Reply::Return => {
             w.str("r", "return");
         }
-        Reply::Replay { access } => {
+        Reply::Replay {
+            access,
+            proof,
+            nonce,
+        } => {
             w.str("r", "replay")
                 .str("a", access)
-                .str("p", &settings.header_value(""));
+                .str("p", &prefix(settings, proof.as_ref()));
+            proof_field(w, proof.as_ref());
+            if *nonce {
+                w.bool("n", true);
+            }
         }
         Reply::Done => {
             w.str("r", "done");
@@ -497,6 +560,23 @@ fn reply(w: &mut Writer, reply: &Reply, settings: &Settings) {
             w.key("e");
             w.out.push_str(&error(e));
         }
+    }
+}
+
+/// What goes before a token in its header: `DPoP ` with a proof, else the
+/// configured scheme.
+fn prefix(settings: &Settings, proof: Option<&Proof>) -> String {
+    match proof {
+        Some(_) => String::from("DPoP "),
+        None => settings.header_value(""),
+    }
+}
+
+/// `"d": {"k": thumbprint, "s": signing input}`: a proof for the executor
+/// to sign with the key it keeps under the thumbprint, and send as `DPoP`.
+fn proof_field(w: &mut Writer, proof: Option<&Proof>) {
+    if let Some(p) = proof {
+        w.open("d").str("k", &p.jkt).str("s", &p.input).close();
     }
 }
 
@@ -522,6 +602,8 @@ pub fn tab_message(message: &Message, from: &str) -> String {
                 .opt_num("expiresAt", tokens.expires_at)
                 .num("issuedAt", tokens.issued_at)
                 .opt_str("id", tokens.id.as_deref())
+                .opt_str("kx", tokens.key.as_ref().map(|k| k.x.as_str()))
+                .opt_str("ky", tokens.key.as_ref().map(|k| k.y.as_str()))
                 .opt_num("until", *until)
                 .opt_num("skew", *skew);
         }
@@ -626,6 +708,7 @@ fn post(
     content_type: &str,
     include: bool,
     token: Option<(&str, &str)>,
+    proof: Option<&Proof>,
 ) -> String {
     let mut w = Writer::new();
     w.str("url", url);
@@ -638,6 +721,9 @@ fn post(
     w.close();
     w.str("b", body)
         .str("cr", if include { "include" } else { "same-origin" });
+    if let Some(p) = proof {
+        w.open("p").str("k", &p.jkt).str("s", &p.input).close();
+    }
     w.done()
 }
 
@@ -667,7 +753,11 @@ pub(crate) fn form_value(out: &mut String, s: &str) {
 /// The refresh request in the configured style: the refresh token in a JSON
 /// body, an RFC 6749 form (`grant_type=refresh_token`, with `client_id` and
 /// `scope` when set), or an empty JSON body with the HttpOnly cookie.
-pub fn refresh_request(settings: &Settings, refresh_token: Option<&str>) -> String {
+pub fn refresh_request(
+    settings: &Settings,
+    refresh_token: Option<&str>,
+    proof: Option<&Proof>,
+) -> String {
     let rt = refresh_token.unwrap_or_default();
     match settings.refresh_style {
         RefreshStyle::Json => post(
@@ -676,6 +766,7 @@ pub fn refresh_request(settings: &Settings, refresh_token: Option<&str>) -> Stri
             "application/json",
             false,
             None,
+            proof,
         ),
         RefreshStyle::Form => {
             let mut body = String::from("grant_type=refresh_token&refresh_token=");
@@ -692,46 +783,56 @@ pub fn refresh_request(settings: &Settings, refresh_token: Option<&str>) -> Stri
                     form_value(&mut body, v);
                 }
             }
-            post(&settings.refresh_url, &body, FORM, false, None)
+            post(&settings.refresh_url, &body, FORM, false, None, proof)
         }
-        RefreshStyle::Cookie => post(&settings.refresh_url, "{}", "application/json", true, None),
+        RefreshStyle::Cookie => post(
+            &settings.refresh_url,
+            "{}",
+            "application/json",
+            true,
+            None,
+            proof,
+        ),
     }
 }
 
-/// `login(url, credentials)` as the app called it: `url` as read from JS (a
-/// string, or a `URL`, which JSON writes as its `href`), `credentials` as
-/// `JSON.stringify` wrote them (at most [`MAX_BODY`] + 1 units of it). The
-/// request, or the error: [`Error::Freed`] after `free()`, or the argument
-/// that is wrong ([`login_request`]).
-pub fn login(
+/// `login(url, credentials)`'s arguments as the app gave them: `url` as
+/// read from JS (a string, or a `URL`, which JSON writes as its `href`),
+/// `credentials` as `JSON.stringify` wrote them (at most [`MAX_BODY`] + 1
+/// units of it). The login endpoint and the body to send
+/// ([`Keeper::login`](crate::keeper::Keeper::login) sends them), or the
+/// error: [`Error::Freed`] after `free()`, or the argument that is wrong.
+pub fn login_arguments(
     keeper: &Keeper,
     url: &OptValue,
     credentials: Option<&str>,
     urls: &dyn UrlResolver,
-) -> String {
-    let checked = keeper.open().and_then(|()| {
-        if credentials.is_some_and(|c| c.len() > MAX_BODY) {
-            return Err(Error::InvalidArgument {
-                argument: "credentials",
-                reason: BODY_TOO_LARGE,
-            });
-        }
-        // Relative URLs resolve against the page's location (never a
-        // `<base>`: see [`UrlResolver`]).
-        let OptValue::Str(s) = url else {
-            return Err(Error::InvalidArgument {
-                argument: "url",
-                reason: "must be a URL string or a URL",
-            });
-        };
-        http_url(s, urls).map_err(|reason| Error::InvalidArgument {
+) -> Result<(String, String), Error> {
+    keeper.open()?;
+    if credentials.is_some_and(|c| c.len() > MAX_BODY) {
+        return Err(Error::InvalidArgument {
+            argument: "credentials",
+            reason: BODY_TOO_LARGE,
+        });
+    }
+    // Relative URLs resolve against the page's location (never a
+    // `<base>`: see [`UrlResolver`]).
+    let OptValue::Str(s) = url else {
+        return Err(Error::InvalidArgument {
             argument: "url",
-            reason,
-        })
-    });
-    match checked {
-        Ok(url) => login_request(keeper.settings(), Some(&url), credentials),
-        Err(e) => error_reply(&e),
+            reason: "must be a URL string or a URL",
+        });
+    };
+    let url = http_url(s, urls).map_err(|reason| Error::InvalidArgument {
+        argument: "url",
+        reason,
+    })?;
+    match credentials.filter(|c| c.starts_with('{')) {
+        Some(body) => Ok((url, body.into())),
+        None => Err(Error::InvalidArgument {
+            argument: "credentials",
+            reason: "must be an object that JSON can encode",
+        }),
     }
 }
 
@@ -748,31 +849,6 @@ pub fn logout(settings: &Settings, result: Result<Option<LogoutNotice>, Error>) 
         Err(e) => return error_reply(&e),
     }
     w.done()
-}
-
-/// `login(url, credentials)`: `{"q": request}` posting the credentials (a
-/// JSON object text) to `url` — or `{"e": error}` naming the bad argument.
-/// Cookie mode sends credentials, so the answer's `Set-Cookie` is kept.
-pub fn login_request(settings: &Settings, url: Option<&str>, credentials: Option<&str>) -> String {
-    let mut w = Writer::new();
-    let failed = match (url, credentials.filter(|c| c.starts_with('{'))) {
-        (None, _) => Error::InvalidArgument {
-            argument: "url",
-            reason: "is not a valid URL",
-        },
-        (Some(_), None) => Error::InvalidArgument {
-            argument: "credentials",
-            reason: "must be an object that JSON can encode",
-        },
-        (Some(url), Some(body)) => {
-            let cookie = settings.refresh_style == RefreshStyle::Cookie;
-            w.key("q");
-            w.out
-                .push_str(&post(url, body, "application/json", cookie, None));
-            return w.done();
-        }
-    };
-    error_reply(&failed)
 }
 
 /// Telling the logout endpoint (best effort): the refresh token to revoke in
@@ -792,6 +868,7 @@ pub fn logout_request(settings: &Settings, notice: &LogoutNotice) -> String {
         "application/json",
         settings.refresh_style == RefreshStyle::Cookie,
         value.as_deref().map(|v| (settings.header.as_str(), v)),
+        None,
     )
 }
 
@@ -811,7 +888,7 @@ fn revocation_request(settings: &Settings, notice: &LogoutNotice) -> String {
         body.push_str("&client_id=");
         form_value(&mut body, id);
     }
-    post(&notice.url, &body, FORM, false, None)
+    post(&notice.url, &body, FORM, false, None, None)
 }
 
 /// `logoutRedirect(options)`'s answer to the executor: `{"q": revocation,

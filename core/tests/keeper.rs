@@ -133,7 +133,7 @@ fn a_401_refreshes_once_and_replays() {
 fn a_401_on_a_replaced_token_replays_without_refreshing() {
     let mut w = logged_in(1, 300.0);
     let url = format!("{ORIGIN}/api/me");
-    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors"));
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors", "GET"));
     let Some(Reply::Token { generation, .. }) = w.reply(0, call) else {
         panic!("no token")
     };
@@ -291,7 +291,7 @@ fn logout_reaches_every_tab_and_names_the_endpoint() {
     assert!(w.tabs.iter().all(|t| !t.authenticated()));
     // A fetch now goes out without a token.
     let url = format!("{ORIGIN}/api/me");
-    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors"));
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors", "GET"));
     assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
 }
 
@@ -316,11 +316,11 @@ fn a_stream_of_expired_tokens_trips_the_brake_without_spinning() {
 fn a_response_for_another_origin_or_no_session_passes_through() {
     let mut w = logged_in(1, 300.0);
     let call = w.call(0, |k, now, id| {
-        k.fetch(now, id, "https://other.example/api", "cors")
+        k.fetch(now, id, "https://other.example/api", "cors", "GET")
     });
     assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
     let call = w.call(0, |k, now, id| {
-        k.fetch(now, id, "https://app.example.evil/api", "cors")
+        k.fetch(now, id, "https://app.example.evil/api", "cors", "GET")
     });
     assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
 }
@@ -329,10 +329,10 @@ fn a_response_for_another_origin_or_no_session_passes_through() {
 fn a_request_that_cannot_carry_the_token_costs_no_refresh() {
     let mut w = logged_in(1, 300.0);
     let url = format!("{ORIGIN}/api/me");
-    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "no-cors"));
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "no-cors", "GET"));
     assert_eq!(w.reply(0, call), Some(Reply::Passthrough));
     for mode in ["cors", "same-origin", "navigate"] {
-        let call = w.call(0, |k, now, id| k.fetch(now, id, &url, mode));
+        let call = w.call(0, |k, now, id| k.fetch(now, id, &url, mode, "GET"));
         assert!(
             matches!(w.reply(0, call), Some(Reply::Token { .. })),
             "{mode}"
@@ -358,6 +358,7 @@ fn a_restored_token_past_its_exp_is_expired_whatever_its_iat() {
         refresh_token: None,
         expires_in: None,
         id_token: None,
+        token_type: None,
     };
     let now = w.now;
     assert_eq!(w.tabs[0].keeper.set_tokens(now, grant), Ok(()));
@@ -720,7 +721,7 @@ fn a_freed_keeper_ignores_messages_and_calls() {
         "someone",
     );
     let now = w.now;
-    w.tabs[1].keeper.handle_tab_message(now, &msg);
+    w.tabs[1].keeper.handle_tab_message(now, &msg, false);
     assert!(!w.tabs[1].authenticated());
     assert_eq!(w.tabs[1].keeper.poll_command(), None);
     for f in [
@@ -1239,7 +1240,7 @@ fn a_stale_401_when_the_current_token_expired_too_refreshes_first() {
     // to expire as well. Replaying with them would only earn another 401.
     let mut w = logged_in(1, 30.0);
     let url = format!("{ORIGIN}/api/me");
-    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors"));
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors", "GET"));
     let Some(Reply::Token { generation, .. }) = w.reply(0, call) else {
         panic!("no token")
     };
@@ -1255,7 +1256,7 @@ fn a_stale_401_when_the_current_token_expired_too_refreshes_first() {
     let before = w.server.refresh_requests;
     let a401 = answered(generation, 401, sent, &url);
     let call = w.call(0, |k, now, id| k.response(now, id, a401));
-    let Some(Reply::Replay { access }) = w.wait(0, call, 5_000.0) else {
+    let Some(Reply::Replay { access, .. }) = w.wait(0, call, 5_000.0) else {
         panic!("no replay")
     };
     assert_ne!(Some(&access), replaced.as_ref(), "not the expired one");
@@ -1321,6 +1322,7 @@ fn the_servers_clock_is_measured_by_responses_not_by_restored_tokens() {
         refresh_token: Some("rt".into()),
         expires_in: Some(60.0),
         id_token: None,
+        token_type: None,
     };
     let timing = Timing {
         server_date: Some(server_now),
@@ -1339,6 +1341,7 @@ fn the_servers_clock_is_measured_by_responses_not_by_restored_tokens() {
         refresh_token: Some("rt2".into()),
         expires_in: None,
         id_token: None,
+        token_type: None,
     };
     assert_eq!(k.set_tokens(T0 + 1.0, restored), Ok(()));
     assert_eq!(k.session().skew(), Some(skew), "unchanged by setTokens");
@@ -1366,7 +1369,7 @@ fn a_tab_without_a_channel_posts_nothing() {
         gen: gen + 1,
         reason: "local".into(),
     };
-    k.handle_tab_message(T0 + 55.0, &encode(&newer, "other-tab"));
+    k.handle_tab_message(T0 + 55.0, &encode(&newer, "other-tab"), false);
     assert_eq!(k.session().tokens(), Some(&tokens));
     assert_eq!(k.session().generation(), gen);
     assert!(k.logout(T0 + 60.0).is_ok());
@@ -1568,6 +1571,7 @@ fn a_slow_answer(trip: f64, expires_in: f64) -> (bool, bool) {
         refresh_token: Some("rt-slow".into()),
         expires_in: Some(expires_in),
         id_token: None,
+        token_type: None,
     };
     let timing = Timing {
         received_at: sent + trip,

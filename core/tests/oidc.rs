@@ -509,7 +509,7 @@ fn a_tab_takes_no_session_before_its_discovery_nor_another_clients() {
     };
     let data = encode(&session, "tab-x");
     let now = w.now;
-    w.tabs[t].keeper.handle_tab_message(now, &data);
+    w.tabs[t].keeper.handle_tab_message(now, &data, false);
     assert!(!w.tabs[t].authenticated());
     w.run_for(100.0);
     // After it, a session with another client's ID token is refused.
@@ -531,9 +531,9 @@ fn a_tab_takes_no_session_before_its_discovery_nor_another_clients() {
     let now = w.now;
     w.tabs[t]
         .keeper
-        .handle_tab_message(now, &encode(&hostile, "tab-x"));
+        .handle_tab_message(now, &encode(&hostile, "tab-x"), false);
     assert!(!w.tabs[t].authenticated());
-    w.tabs[t].keeper.handle_tab_message(now, &data);
+    w.tabs[t].keeper.handle_tab_message(now, &data, false);
     assert!(w.tabs[t].authenticated());
 }
 
@@ -608,6 +608,7 @@ fn the_executor_is_told_each_step_in_full() {
             call: tokenkeeper_core::keeper::CallId(7),
             code: "c o+de".into(),
             verifier: tx.verifier.clone(),
+            proof: None,
         },
         &settings,
     );
@@ -666,6 +667,7 @@ fn the_executor_is_told_each_step_in_full() {
     let q: serde_json::Value = serde_json::from_str(&wire::refresh_request(
         w.tabs[0].keeper.settings(),
         Some(&rt),
+        None,
     ))
     .expect("JSON");
     assert_eq!(q["url"], "https://idp.example/token");

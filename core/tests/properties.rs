@@ -103,7 +103,7 @@ proptest! {
         date in proptest::option::of(0.0f64..4e12),
     ) {
         let timing = Timing { sent_at: sent, received_at: sent + rtt, server_date: date, fresh: true };
-        let raw = RawGrant { access_token: access.clone(), refresh_token: refresh, expires_in, id_token: None };
+        let raw = RawGrant { access_token: access.clone(), refresh_token: refresh, expires_in, id_token: None, token_type: None };
         match token::accept_grant(raw, timing, Some("old".into())) {
             Ok(t) => {
                 prop_assert_eq!(Some(t.access.clone()), access);
@@ -141,7 +141,7 @@ proptest! {
 
     #[test]
     fn refresh_moment_is_before_expiry(lifetime in 0.0f64..1e10, lead in 0.0f64..86_400_000.0, jitter in any::<f64>()) {
-        let t = TokenSet { access: "a".into(), refresh: None, expires_at: Some(1e12 + lifetime), issued_at: 1e12, id: None };
+        let t = TokenSet { access: "a".into(), refresh: None, expires_at: Some(1e12 + lifetime), issued_at: 1e12, id: None, key: None };
         let at = token::refresh_at(&t, lead, jitter).unwrap();
         prop_assert!(at <= 1e12 + lifetime);
         prop_assert!(at >= 1e12 + lifetime * (2.0 / 3.0) - lifetime * 0.034);
@@ -169,6 +169,7 @@ proptest! {
                         expires_at: Some(now + 60_000.0),
                         issued_at: now,
                         id: None,
+                        key: None,
                     };
                     s.adopt(tokens, None, 0.5);
                 }

@@ -118,6 +118,7 @@ fn a_token_reply_carries_the_header_value() {
         reply: Reply::Token {
             generation: 3,
             access: "abc".into(),
+            proof: None,
         },
     });
     assert_eq!(
@@ -131,7 +132,11 @@ fn a_token_reply_carries_the_header_value() {
     let c = parse(&wire::command(
         &Command::Settle {
             call: CallId(1),
-            reply: Reply::Replay { access: "t".into() },
+            reply: Reply::Replay {
+                access: "t".into(),
+                proof: None,
+                nonce: false,
+            },
         },
         "x",
         &raw,
@@ -143,13 +148,13 @@ fn a_token_reply_carries_the_header_value() {
     assert_eq!(
         parse(&wire::executor_config(&raw)),
         json!({"header": "x-auth-token", "renew": null, "manual": true, "resend": ["GET", "HEAD"], "rejected": 401,
-               "message": MAX_JSON, "body": wire::MAX_BODY, "logins": false})
+               "message": MAX_JSON, "body": wire::MAX_BODY, "logins": false, "nonces": false})
     );
     let renew = settings(&[("renewHeader", OptValue::Str("X-Renewed".into()))]);
     assert_eq!(
         parse(&wire::executor_config(&renew)),
         json!({"header": "Authorization", "renew": "X-Renewed", "manual": false, "resend": ["GET", "HEAD"], "rejected": 401,
-               "message": MAX_JSON, "body": wire::MAX_BODY, "logins": false})
+               "message": MAX_JSON, "body": wire::MAX_BODY, "logins": false, "nonces": false})
     );
 }
 
@@ -287,6 +292,7 @@ fn tab_messages_carry_the_protocol_fields() {
         expires_at: Some(1_700_000_060_000.0),
         issued_at: 1_700_000_000_000.0,
         id: None,
+        key: None,
     };
     let c = command(Command::Post(Message::Session {
         gen: 5,
@@ -344,6 +350,7 @@ fn refresh(pairs: &[(&str, OptValue)], rt: Option<&str>) -> Value {
     let c = parse(&wire::command(
         &Command::Refresh {
             refresh_token: rt.map(String::from),
+            proof: None,
         },
         "t",
         &settings(pairs),
@@ -392,34 +399,21 @@ fn refresh_requests_in_each_style() {
 #[test]
 fn login_and_logout_requests() {
     let st = settings(&[]);
-    let q = parse(&wire::login_request(
-        &st,
-        Some("https://app.example/login"),
-        Some("{\"u\":1}"),
-    ));
+    let login = |_: &tokenkeeper_core::config::Settings| Command::Login {
+        call: CallId(4),
+        url: "https://app.example/login".into(),
+        body: "{\"u\":1}".into(),
+        proof: None,
+    };
+    let q = parse(&wire::command(&login(&st), "t", &st));
+    assert_eq!(q["c"], "exchange");
+    assert_eq!(q["id"], 4);
     assert_eq!(q["q"]["url"], "https://app.example/login");
     assert_eq!(q["q"]["b"], "{\"u\":1}");
     assert_eq!(q["q"]["cr"], "same-origin");
-    let bad_url = parse(&wire::login_request(&st, None, Some("{}")));
-    assert_eq!(bad_url["e"]["code"], "invalid_argument");
-    assert!(bad_url["e"]["message"].as_str().unwrap().contains("url"));
-    for creds in [None, Some("[1]"), Some("\"s\"")] {
-        let e = parse(&wire::login_request(
-            &st,
-            Some("https://app.example/l"),
-            creds,
-        ));
-        assert!(
-            e["e"]["message"].as_str().unwrap().contains("credentials"),
-            "{e}"
-        );
-    }
+    assert_eq!(q["q"]["h"]["Content-Type"], "application/json");
     let cookie = settings(&[("refreshStyle", OptValue::Str("cookie".into()))]);
-    let q = parse(&wire::login_request(
-        &cookie,
-        Some("https://app.example/l"),
-        Some("{}"),
-    ));
+    let q = parse(&wire::command(&login(&cookie), "t", &cookie));
     assert_eq!(q["q"]["cr"], "include");
 
     let notice = LogoutNotice {
@@ -562,11 +556,20 @@ fn a_login_checks_its_url_and_the_keeper_first() {
         seed: 1,
     };
     let mut keeper = Keeper::new(settings(&[]), env);
-    let login = |k: &Keeper, url: OptValue, creds: Option<&str>| {
-        parse(&wire::login(k, &url, creds, &TestUrls))
+    let login = |k: &Keeper, url: OptValue, creds: Option<&str>| match wire::login_arguments(
+        k, &url, creds, &TestUrls,
+    ) {
+        Ok((url, body)) => json!({"q": {"url": url, "b": body}}),
+        Err(e) => json!({"e": {"code": e.code(), "message": e.message()}}),
     };
     let q = login(&keeper, OptValue::Str("/login".into()), Some("{}"));
     assert_eq!(q["q"]["url"], "https://app.example/login");
+    for creds in [None, Some("[1]"), Some("\"s\"")] {
+        let e = login(&keeper, OptValue::Str("/l".into()), creds);
+        assert_eq!(e["e"]["code"], "invalid_argument", "{creds:?}");
+        let message = e["e"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("credentials"), "{e}");
+    }
     for (url, what) in [
         (OptValue::Num(5.0), "must be a URL string"),
         (OptValue::Map(vec![]), "must be a URL string"),
@@ -621,6 +624,7 @@ fn set_tokens_reads_an_object_or_names_the_argument() {
             refresh_token: Some("rt".into()),
             expires_in: Some(5.0),
             id_token: None,
+            token_type: None,
         })
     );
     for (text, reason) in [

@@ -4,6 +4,8 @@
 //! in [`crate::oidc`]; here is when each step is taken.
 
 use super::{CallId, Command, Disc, Keeper, LogoutNotice, Reply, Source, TokenAnswer};
+use crate::config::Dpop;
+use crate::dpop::Key;
 use crate::error::Error;
 use crate::oidc::{self, Expect, LoginOptions, Transaction};
 use crate::protocol;
@@ -53,6 +55,12 @@ pub(super) struct Exchange {
     pub(super) call: CallId,
     nonce: String,
     return_to: String,
+    code: String,
+    verifier: String,
+    /// With DPoP: the session-to-be's key (`None` while it is made).
+    key: Option<Key>,
+    /// Sent again once with a DPoP nonce the endpoint asked for.
+    retried: bool,
 }
 
 fn needs_issuer(method: &str) -> Error {
@@ -202,7 +210,16 @@ impl Keeper {
         if self.discovery != Disc::Pending || self.freed {
             return;
         }
-        match oidc::read_discovery(status, body, &oidc.issuer) {
+        let read = oidc::read_discovery(status, body, &oidc.issuer).and_then(|d| {
+            if self.settings.dpop == Dpop::On && !d.dpop {
+                return Err(Error::DpopUnsupported {
+                    reason: "dpop is true, and the provider's discovery lists no DPoP \
+                             algorithm tokenkeeper signs with (ES256)",
+                });
+            }
+            Ok(d)
+        });
+        match read {
             Ok(d) => {
                 self.settings.refresh_url = d.token_endpoint.clone();
                 self.settings.logout_url = d.revocation_endpoint.clone();
@@ -339,23 +356,96 @@ impl Keeper {
             };
             return self.settle(call, Reply::Failed(e));
         }
+        let dpop = self.dpop_on();
         self.exchanges.push(Exchange {
             call,
             nonce: tx.nonce,
             return_to: tx.return_to,
+            code: code.clone(),
+            verifier: tx.verifier.clone(),
+            key: None,
+            retried: false,
         });
+        if dpop {
+            // The key is made here, on the callback page: none survives
+            // the redirect.
+            return self.out.push_back(Command::MakeKey { call });
+        }
         self.out.push_back(Command::Exchange {
             call,
             code,
             verifier: tx.verifier,
+            proof: None,
         });
+    }
+
+    /// Whether the code exchange `call` waits for its DPoP key.
+    pub(super) fn exchange_waits_for_key(&self, call: CallId) -> bool {
+        self.exchanges
+            .iter()
+            .any(|e| e.call == call && e.key.is_none())
+    }
+
+    /// The code exchange `call` is given up (its key could not be made).
+    pub(super) fn drop_exchange(&mut self, call: CallId) {
+        self.exchanges.retain(|e| e.call != call);
+    }
+
+    /// The keys of the code exchanges in flight.
+    pub(super) fn exchange_keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.exchanges.iter().filter_map(|e| e.key.clone())
+    }
+
+    /// Sends the code exchange `call` with a proof by `key` (again, after
+    /// the endpoint asked for a nonce: the code was not used).
+    pub(super) fn send_exchange(&mut self, now: f64, call: CallId, key: Key) {
+        let Some(e) = self.exchanges.iter_mut().find(|e| e.call == call) else {
+            return;
+        };
+        e.key = Some(key.clone());
+        let (code, verifier) = (e.code.clone(), e.verifier.clone());
+        let url = self.settings.refresh_url.clone();
+        let proof = self.proof_by(now, &key, "POST", &url, None);
+        self.out.push_back(Command::Exchange {
+            call,
+            code,
+            verifier,
+            proof: Some(proof),
+        });
+    }
+
+    /// Sends a DPoP code exchange again when its answer asked for a nonce;
+    /// whether it did.
+    pub(super) fn exchange_retried(
+        &mut self,
+        now: f64,
+        call: CallId,
+        refused: Option<(u16, Option<&str>)>,
+    ) -> bool {
+        let Some((status, error)) = refused else {
+            return false;
+        };
+        let url = self.settings.refresh_url.clone();
+        let Some(e) = self.exchanges.iter_mut().find(|e| e.call == call) else {
+            return false;
+        };
+        let Some(key) = e.key.clone().filter(|_| !e.retried) else {
+            return false;
+        };
+        e.retried = true;
+        if !self.wants_nonce(&url, status, error) {
+            return false;
+        }
+        self.send_exchange(now, call, key);
+        true
     }
 
     /// The token endpoint's answer to a code exchange.
     pub(super) fn exchanged(&mut self, now: f64, exchange: Exchange, answer: TokenAnswer) {
         let call = exchange.call;
-        match self.login_tokens(exchange.nonce, answer) {
-            Ok(tokens) => {
+        match self.login_tokens(exchange.nonce, exchange.key.is_some(), answer) {
+            Ok(mut tokens) => {
+                tokens.key = exchange.key;
                 self.adopt(tokens, Some(protocol::first_generation(now)), Source::Login);
                 self.out.push_back(Command::History {
                     url: exchange.return_to.clone(),
@@ -363,12 +453,21 @@ impl Keeper {
                 self.settle(call, Reply::Redirected(Some(exchange.return_to)));
                 self.wake(now);
             }
-            Err(e) => self.settle(call, Reply::Failed(e)),
+            Err(e) => {
+                self.settle(call, Reply::Failed(e));
+                self.prune_keys();
+            }
         }
     }
 
-    /// The tokens of a code exchange's answer, their ID token checked.
-    fn login_tokens(&self, nonce: String, answer: TokenAnswer) -> Result<TokenSet, Error> {
+    /// The tokens of a code exchange's answer (with a DPoP proof when
+    /// `proved`), their ID token checked.
+    fn login_tokens(
+        &self,
+        nonce: String,
+        proved: bool,
+        answer: TokenAnswer,
+    ) -> Result<TokenSet, Error> {
         self.open()?;
         let (grant, timing) = match answer {
             TokenAnswer::Grant { grant, timing } => (grant, timing),
@@ -391,6 +490,7 @@ impl Keeper {
                 })
             }
         };
+        Self::check_token_type(&grant, proved)?;
         let tokens = token::accept_grant(grant, timing, None)?;
         let (Some(oidc), Some(id)) = (&self.settings.oidc, tokens.id.as_deref()) else {
             return Err(Error::InvalidIdToken {

@@ -963,7 +963,7 @@ impl World {
                         *told = told.max(until);
                     }
                 }
-                self.tabs[tab].keeper.handle_tab_message(now, &data);
+                self.tabs[tab].keeper.handle_tab_message(now, &data, false);
                 self.drain(tab);
             }
             Ev::Grant { tab, contended } => {
@@ -1074,7 +1074,7 @@ impl World {
     fn drain(&mut self, tab: usize) {
         while let Some(command) = self.tabs[tab].keeper.poll_command() {
             match command {
-                Command::Refresh { refresh_token } => self.send_refresh(tab, refresh_token),
+                Command::Refresh { refresh_token, .. } => self.send_refresh(tab, refresh_token),
                 Command::AcquireLock => {
                     let contended = !self.lock.is_empty();
                     self.lock.push_back(tab);
@@ -1107,6 +1107,11 @@ impl World {
                 | Command::Navigate { .. }
                 | Command::History { .. }
                 | Command::Forget) => panic!("a keeper without issuer asked for {c:?}"),
+                // Nor DPoP.
+                c @ (Command::Login { .. }
+                | Command::MakeKey { .. }
+                | Command::TakeKey { .. }
+                | Command::DropKey { .. }) => panic!("a keeper without dpop asked for {c:?}"),
             }
         }
         if self.tabs[tab].open {
@@ -1393,6 +1398,7 @@ impl World {
                 refresh_token: Some(fam.refresh.clone()),
                 expires_in: self.expires_in().and(left),
                 id_token: None,
+                token_type: None,
             };
             return TokenAnswer::Grant { grant, timing };
         }
@@ -1484,6 +1490,7 @@ impl World {
             refresh_token: Some(refresh),
             expires_in: self.expires_in(),
             id_token: None,
+            token_type: None,
         }
     }
 
@@ -1561,7 +1568,7 @@ impl World {
         tr!(self, "tab {tab} app {kind:?} (op {op})");
         let keeper = &mut self.tabs[tab].keeper;
         match kind {
-            OpKind::Fetch => keeper.fetch(now, call, &format!("{TEST_ORIGIN}/api"), "cors"),
+            OpKind::Fetch => keeper.fetch(now, call, &format!("{TEST_ORIGIN}/api"), "cors", "GET"),
             OpKind::GetToken => keeper.need_token(now, call),
             OpKind::Refresh => keeper.refresh(now, call),
             OpKind::Ready => keeper.ready(now, call),
@@ -1580,11 +1587,16 @@ impl World {
         self.ops[op].outcome = described;
         let kind = self.ops[op].kind;
         match (kind, reply) {
-            (OpKind::Fetch, Reply::Token { generation, access }) => {
+            (
+                OpKind::Fetch,
+                Reply::Token {
+                    generation, access, ..
+                },
+            ) => {
                 self.ops[op].carried_gen = generation;
                 self.send_api(op, Some(access));
             }
-            (OpKind::Fetch, Reply::Replay { access }) => {
+            (OpKind::Fetch, Reply::Replay { access, .. }) => {
                 self.ops[op].replayed = true;
                 self.ops[op].carried_gen = self.tabs[tab].keeper.session().generation();
                 self.send_api(op, Some(access));
@@ -1751,6 +1763,10 @@ impl World {
             replayable: true,
             replayed: o.replayed,
             url: &url,
+            method: "GET",
+            nonce: None,
+            challenge: None,
+            nonce_replayed: false,
         };
         tr!(self, "tab {tab} op {op}: 401 (replayed={})", o.replayed);
         self.tabs[tab].keeper.response(now, call, answered);

@@ -9,6 +9,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use tokenkeeper_core::config::Settings;
+use tokenkeeper_core::dpop::Proof;
 use tokenkeeper_core::keeper::{
     Answered, CallId, Command, Env, Event, Keeper, LogoutNotice, Reply, TokenAnswer, REJECTED,
 };
@@ -89,6 +90,42 @@ pub struct Server {
     pub exchanges: u32,
     /// Grants carry no refresh token (a provider without `offline_access`).
     pub no_refresh_tokens: bool,
+    /// DPoP (RFC 9449): a token request with a proof gets tokens bound to
+    /// its key, and a bound token is honoured only with that key's proof.
+    pub dpop: bool,
+    /// Every proof must carry this nonce (the server's current one).
+    pub dpop_nonce: Option<String>,
+    /// Tokens bound to a key: (token, thumbprint).
+    bound: Vec<(String, String)>,
+    /// The proofs' `jti`s seen.
+    jtis: Vec<String>,
+    /// Proofs refused, and why (the last one).
+    pub proofs_refused: u32,
+    pub refused_why: Option<&'static str>,
+    /// `use_dpop_nonce` answers.
+    pub nonce_challenges: u32,
+    /// Proofs accepted.
+    pub proofs_accepted: u32,
+}
+
+/// A proof as the executor sent it: the signing input, signed by the key
+/// the executor holds under the proof's thumbprint (`signer`: that key's
+/// real thumbprint; a server checks the signature against the header's key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signed {
+    pub input: String,
+    pub signer: String,
+}
+
+/// What a server's check of a proof found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProofCheck {
+    /// Good: by the key with this thumbprint.
+    Good(String),
+    /// The nonce is missing or stale.
+    NeedsNonce,
+    /// Refused.
+    Bad(&'static str),
 }
 
 /// What the model server puts in its ID tokens.
@@ -158,6 +195,150 @@ impl Server {
         }
     }
 
+    /// Checks a DPoP proof of a request (RFC 9449 §4.3, the signature as
+    /// [`Signed`] says): its header and key, `htm`, `htu`, `iat` (60 s),
+    /// `jti` (once), `ath` (with a token) and the nonce.
+    pub fn check_proof(
+        &mut self,
+        now: f64,
+        proof: &Signed,
+        method: &str,
+        url: &str,
+        access: Option<&str>,
+    ) -> ProofCheck {
+        use tokenkeeper_core::dpop;
+        let check = (|| {
+            let mut parts = proof.input.split('.');
+            let header: serde_json::Value =
+                serde_json::from_str(&dpop::decoded(parts.next()?)?).ok()?;
+            let claims: serde_json::Value =
+                serde_json::from_str(&dpop::decoded(parts.next()?)?).ok()?;
+            Some((header, claims))
+        })();
+        let Some((header, claims)) = check else {
+            return ProofCheck::Bad("not a JWT");
+        };
+        if header["typ"] != "dpop+jwt" || header["alg"] != "ES256" {
+            return ProofCheck::Bad("typ or alg");
+        }
+        let jwk = &header["jwk"];
+        if jwk["kty"] != "EC" || jwk["crv"] != "P-256" || !jwk["d"].is_null() {
+            return ProofCheck::Bad("jwk");
+        }
+        let Some(key) = dpop::key(
+            jwk["x"].as_str().unwrap_or_default(),
+            jwk["y"].as_str().unwrap_or_default(),
+        ) else {
+            return ProofCheck::Bad("jwk coordinates");
+        };
+        if key.jkt != proof.signer {
+            return ProofCheck::Bad("signature");
+        }
+        if claims["htm"] != method {
+            return ProofCheck::Bad("htm");
+        }
+        if claims["htu"] != dpop::htu(url) {
+            return ProofCheck::Bad("htu");
+        }
+        let iat = claims["iat"].as_f64().unwrap_or(f64::NAN);
+        if !((now / 1000.0 - iat).abs() <= 60.0) || iat.fract() != 0.0 {
+            return ProofCheck::Bad("iat");
+        }
+        let Some(jti) = claims["jti"].as_str().filter(|j| j.len() >= 16) else {
+            return ProofCheck::Bad("jti");
+        };
+        if self.jtis.iter().any(|j| j == jti) {
+            return ProofCheck::Bad("jti replayed");
+        }
+        self.jtis.push(jti.into());
+        match access {
+            Some(a) if claims["ath"] != dpop::ath(a).as_str() => return ProofCheck::Bad("ath"),
+            None if !claims["ath"].is_null() => return ProofCheck::Bad("ath on a token request"),
+            _ => {}
+        }
+        if let Some(n) = &self.dpop_nonce {
+            if claims["nonce"] != n.as_str() {
+                return ProofCheck::NeedsNonce;
+            }
+        }
+        ProofCheck::Good(key.jkt)
+    }
+
+    /// The key `token` is bound to, if it is.
+    pub fn binding(&self, token: &str) -> Option<&str> {
+        self.bound
+            .iter()
+            .find(|(t, _)| t == token)
+            .map(|(_, k)| k.as_str())
+    }
+
+    /// A refused proof at a token endpoint.
+    fn proof_refused(&mut self, why: &'static str) -> TokenAnswer {
+        self.proofs_refused += 1;
+        self.refused_why = Some(why);
+        TokenAnswer::Failure {
+            status: 400,
+            oauth_error: Some("invalid_dpop_proof".into()),
+            retry_after_ms: None,
+            malformed: None,
+        }
+    }
+
+    /// A token endpoint's check of a request's proof: the key to bind to
+    /// (`Ok(None)`: no proof, Bearer tokens), or the answer refusing it.
+    fn token_proof(
+        &mut self,
+        now: f64,
+        proof: Option<&Signed>,
+        url: &str,
+    ) -> Result<Option<String>, TokenAnswer> {
+        let Some(proof) = proof.filter(|_| self.dpop) else {
+            return Ok(None);
+        };
+        match self.check_proof(now, proof, "POST", url, None) {
+            ProofCheck::Good(jkt) => {
+                self.proofs_accepted += 1;
+                Ok(Some(jkt))
+            }
+            ProofCheck::NeedsNonce => {
+                self.nonce_challenges += 1;
+                Err(TokenAnswer::Failure {
+                    status: 400,
+                    oauth_error: Some("use_dpop_nonce".into()),
+                    retry_after_ms: None,
+                    malformed: None,
+                })
+            }
+            ProofCheck::Bad(why) => Err(self.proof_refused(why)),
+        }
+    }
+
+    /// A login (`login()`'s endpoint): a new family, bound to the proof's key.
+    pub fn login_with(&mut self, now: f64, proof: Option<&Signed>, url: &str) -> TokenAnswer {
+        match self.token_proof(now, proof, url) {
+            Ok(jkt) => TokenAnswer::Grant {
+                grant: self.issue_bound(now, jkt),
+                timing: instant(now),
+            },
+            Err(answer) => answer,
+        }
+    }
+
+    /// A new pair of tokens for the family, bound to `jkt` when there is one.
+    pub fn issue_bound(&mut self, now: f64, jkt: Option<String>) -> RawGrant {
+        let mut grant = self.issue(now);
+        if let Some(jkt) = jkt {
+            for t in [&grant.access_token, &grant.refresh_token]
+                .into_iter()
+                .flatten()
+            {
+                self.bound.push((t.clone(), jkt.clone()));
+            }
+            grant.token_type = Some("DPoP".into());
+        }
+        grant
+    }
+
     /// A new pair of tokens for the family.
     pub fn issue(&mut self, now: f64) -> RawGrant {
         self.serial += 1;
@@ -185,6 +366,7 @@ impl Server {
             refresh_token: (!self.no_refresh_tokens).then_some(refresh),
             expires_in: Some(self.access_ttl_s),
             id_token,
+            token_type: None,
         }
     }
 
@@ -197,6 +379,16 @@ impl Server {
 
     /// The token endpoint's code exchange: a code works once.
     pub fn exchange(&mut self, now: f64, code: &str) -> TokenAnswer {
+        self.exchange_with(now, code, None)
+    }
+
+    /// The code exchange with a DPoP proof (or none). A proof refused
+    /// (a nonce asked for) leaves the code unused.
+    pub fn exchange_with(&mut self, now: f64, code: &str, proof: Option<&Signed>) -> TokenAnswer {
+        let jkt = match self.token_proof(now, proof, &format!("{ISSUER}/token")) {
+            Ok(jkt) => jkt,
+            Err(answer) => return answer,
+        };
         self.exchanges += 1;
         let Some(i) = self.codes.iter().position(|(c, _)| c == code) else {
             return TokenAnswer::Failure {
@@ -211,13 +403,26 @@ impl Server {
             p.nonce = Some(nonce);
         }
         TokenAnswer::Grant {
-            grant: self.issue(now),
+            grant: self.issue_bound(now, jkt),
             timing: instant(now),
         }
     }
 
     /// The token endpoint.
     pub fn refresh(&mut self, now: f64, token: Option<&str>) -> Option<TokenAnswer> {
+        self.refresh_with(now, token, None, "https://app.example/token")
+    }
+
+    /// The token endpoint at `url`, with a DPoP proof (or none): a bound
+    /// refresh token is honoured only with its key's proof, and a refused
+    /// proof uses (and revokes) nothing.
+    pub fn refresh_with(
+        &mut self,
+        now: f64,
+        token: Option<&str>,
+        proof: Option<&Signed>,
+        url: &str,
+    ) -> Option<TokenAnswer> {
         self.refresh_requests += 1;
         let fault = self.faults.pop_front();
         let timing = instant(now);
@@ -249,6 +454,15 @@ impl Server {
         if self.revoked {
             return Some(refused);
         }
+        let jkt = match self.token_proof(now, proof, url) {
+            Ok(jkt) => jkt,
+            Err(answer) => return Some(answer),
+        };
+        if let Some(bound) = self.binding(token).map(String::from) {
+            if jkt.as_deref() != Some(bound.as_str()) {
+                return Some(self.proof_refused("the refresh token is bound to another key"));
+            }
+        }
         if self.refresh_current.as_deref() != Some(token) {
             if self.used.iter().any(|u| u == token) {
                 self.reuse_detected += 1;
@@ -258,7 +472,7 @@ impl Server {
             return Some(refused);
         }
         self.used.push(token.into());
-        let mut grant = self.issue(now);
+        let mut grant = self.issue_bound(now, jkt);
         if self.provider.as_ref().is_some_and(|p| !p.on_refresh) {
             grant.id_token = None;
         }
@@ -270,10 +484,50 @@ impl Server {
 
     /// An API request with `access`: 200 when valid, 401 otherwise.
     pub fn api(&mut self, now: f64, access: &str) -> u16 {
+        self.api_with(now, access, "Bearer ", None, &format!("{ORIGIN}/api/me"))
+            .0
+    }
+
+    /// An API request to `url` with `access` after `prefix` (`"Bearer "`,
+    /// `"DPoP "`) and a DPoP proof (or none): the status, and on a 401 the
+    /// `WWW-Authenticate` challenge. A bound token needs the DPoP scheme
+    /// and its key's proof.
+    pub fn api_with(
+        &mut self,
+        now: f64,
+        access: &str,
+        prefix: &str,
+        proof: Option<&Signed>,
+        url: &str,
+    ) -> (u16, Option<&'static str>) {
         self.api_requests += 1;
+        if let Some(bound) = self.binding(access).map(String::from) {
+            let Some(proof) = proof.filter(|_| prefix == "DPoP ") else {
+                self.proofs_refused += 1;
+                self.refused_why = Some("a bound token without its proof");
+                return (401, Some(r#"DPoP error="invalid_token""#));
+            };
+            match self.check_proof(now, proof, "GET", url, Some(access)) {
+                ProofCheck::Good(jkt) if jkt == bound => self.proofs_accepted += 1,
+                ProofCheck::Good(_) => {
+                    self.proofs_refused += 1;
+                    self.refused_why = Some("another key's proof");
+                    return (401, Some(r#"DPoP error="invalid_token""#));
+                }
+                ProofCheck::NeedsNonce => {
+                    self.nonce_challenges += 1;
+                    return (401, Some(r#"DPoP error="use_dpop_nonce""#));
+                }
+                ProofCheck::Bad(why) => {
+                    self.proofs_refused += 1;
+                    self.refused_why = Some(why);
+                    return (401, Some(r#"DPoP error="invalid_dpop_proof""#));
+                }
+            }
+        }
         match self.access.iter().find(|(a, _)| a == access) {
-            Some((_, exp)) if now < *exp => 200,
-            _ => 401,
+            Some((_, exp)) if now < *exp => (200, None),
+            _ => (401, Some(r#"Bearer error="invalid_token""#)),
         }
     }
 
@@ -295,6 +549,10 @@ pub fn answered(generation: u64, status: u16, sent_at: f64, url: &str) -> Answer
         replayable: true,
         replayed: false,
         url,
+        method: "GET",
+        nonce: None,
+        challenge: None,
+        nonce_replayed: false,
     }
 }
 
@@ -311,6 +569,13 @@ pub struct Tab {
     pub browser: Vec<Command>,
     /// The discovery document this tab's requests are answered with.
     pub discovery: Option<(u16, OptValue)>,
+    /// The DPoP private keys the executor holds: (the name the keeper gave
+    /// it, the real key's thumbprint).
+    pub keys: Vec<(String, String)>,
+    /// The browser has no WebCrypto: no key can be made.
+    pub no_crypto: bool,
+    /// Proofs this tab's executor could not sign (no key under the name).
+    pub unsigned: u32,
 }
 
 impl Tab {
@@ -326,10 +591,21 @@ impl Tab {
 }
 
 enum Pending {
-    /// A message for tab `to`.
-    Message { to: usize, data: OptValue },
-    /// A refresh answer for tab `to`.
-    Answer { to: usize, answer: TokenAnswer },
+    /// A message for tab `to` (with the DPoP key that travels beside it:
+    /// the real key's thumbprint).
+    Message {
+        to: usize,
+        data: OptValue,
+        key: Option<String>,
+    },
+    /// A refresh answer for tab `to` (with the `DPoP-Nonce` it carried).
+    Answer {
+        to: usize,
+        answer: TokenAnswer,
+        nonce: Option<String>,
+    },
+    /// The DPoP key `call` of tab `to` waits for is made.
+    KeyMade { to: usize, call: CallId },
     /// A lock grant for tab `to`.
     Grant { to: usize, contended: bool },
     /// The discovery document for tab `to`.
@@ -339,6 +615,7 @@ enum Pending {
         to: usize,
         call: CallId,
         answer: TokenAnswer,
+        nonce: Option<String>,
     },
 }
 
@@ -361,6 +638,10 @@ pub struct World {
     pub locks: bool,
     spurious: bool,
     settings: Settings,
+    /// Keys made so far (each a new key pair).
+    keys_made: u32,
+    /// The key that came with the message being handled.
+    incoming: Option<String>,
 }
 
 impl World {
@@ -380,6 +661,8 @@ impl World {
             locks: true,
             spurious: SPURIOUS_WAKEUPS.with(Cell::get),
             settings,
+            keys_made: 0,
+            incoming: None,
         }
     }
 
@@ -398,6 +681,9 @@ impl World {
             frozen: false,
             browser: Vec::new(),
             discovery: None,
+            keys: Vec::new(),
+            no_crypto: false,
+            unsigned: 0,
         });
         // As the executor's start: what the keeper asks for at once (an
         // OpenID provider's discovery).
@@ -462,36 +748,91 @@ impl World {
     /// handling, replay. Returns the final status the app sees.
     pub fn api_call(&mut self, tab: usize, max_ms: f64) -> Result<u16, Reply> {
         let url = format!("{ORIGIN}/api/me");
-        let call = self.call(tab, |k, now, id| k.fetch(now, id, &url, "cors"));
-        let (generation, access) = match self.wait(tab, call, max_ms) {
-            Some(Reply::Token { generation, access }) => (generation, access),
+        let call = self.call(tab, |k, now, id| k.fetch(now, id, &url, "cors", "GET"));
+        let (generation, mut access, mut proof) = match self.wait(tab, call, max_ms) {
+            Some(Reply::Token {
+                generation,
+                access,
+                proof,
+            }) => (generation, access, proof),
             Some(other) => return Err(other),
             None => return Err(Reply::Failed(tokenkeeper_core::Error::NotAuthenticated)),
         };
-        let status = self.server.api(self.now, &access);
-        // As the executor does: only a refused token is the keeper's business
-        // (no renewed token here; tests/keeper.rs shows the rest changes nothing).
-        if status != REJECTED {
-            return Ok(status);
-        }
-        let first = answered(generation, status, self.now, &url);
-        let call = self.call(tab, |k, now, id| k.response(now, id, first));
-        match self.wait(tab, call, max_ms) {
-            Some(Reply::Return) => Ok(status),
-            Some(Reply::Replay { access }) => {
-                let status = self.server.api(self.now, &access);
-                let second = Answered {
-                    replayed: true,
-                    ..answered(generation, status, self.now, &url)
-                };
-                let call = self.call(tab, |k, now, id| k.response(now, id, second));
-                match self.wait(tab, call, max_ms) {
-                    Some(Reply::Return) => Ok(status),
-                    other => Err(other.unwrap_or(Reply::Passthrough)),
-                }
+        let (mut replayed, mut nonce_replayed) = (false, false);
+        // As the executor does: at most the replays the keeper asks for.
+        for _ in 0..3 {
+            let prefix = if proof.is_some() { "DPoP " } else { "Bearer " };
+            let Some(signed) = self.sign(tab, proof.as_ref()) else {
+                return Err(Reply::Failed(tokenkeeper_core::Error::NotAuthenticated));
+            };
+            let (status, challenge) =
+                self.server
+                    .api_with(self.now, &access, prefix, signed.as_ref(), &url);
+            let nonce = self.server.dpop_nonce.clone().filter(|_| self.server.dpop);
+            // Only a refused token (or a nonce) is the keeper's business (no
+            // renewed token here; tests/keeper.rs shows the rest changes nothing).
+            if status != REJECTED && nonce.is_none() {
+                return Ok(status);
             }
-            other => Err(other.unwrap_or(Reply::Passthrough)),
+            let answer = Answered {
+                replayed,
+                nonce: nonce.as_deref(),
+                challenge: challenge.filter(|_| status == REJECTED),
+                nonce_replayed,
+                ..answered(generation, status, self.now, &url)
+            };
+            let call = self.call(tab, |k, now, id| k.response(now, id, answer));
+            match self.wait(tab, call, max_ms) {
+                Some(Reply::Return) => return Ok(status),
+                Some(Reply::Replay {
+                    access: a,
+                    proof: p,
+                    nonce,
+                }) => {
+                    (access, proof) = (a, p);
+                    if nonce {
+                        nonce_replayed = true;
+                    } else {
+                        replayed = true;
+                    }
+                }
+                other => return Err(other.unwrap_or(Reply::Passthrough)),
+            }
         }
+        panic!("the keeper asked for more than two replays")
+    }
+
+    /// A tab's executor signs a proof with the key it holds under the
+    /// proof's name (`Some(None)`: no proof to sign; `None`: it holds no
+    /// such key, and the request fails).
+    pub fn sign(&mut self, tab: usize, proof: Option<&Proof>) -> Option<Option<Signed>> {
+        let Some(proof) = proof else {
+            return Some(None);
+        };
+        match self.tabs[tab]
+            .keys
+            .iter()
+            .find(|(name, _)| *name == proof.jkt)
+        {
+            Some((_, real)) => Some(Some(Signed {
+                input: proof.input.clone(),
+                signer: real.clone(),
+            })),
+            None => {
+                self.tabs[tab].unsigned += 1;
+                None
+            }
+        }
+    }
+
+    /// `login(url, credentials)` in `tab`, as the app calls it (with DPoP:
+    /// a key is made, the login carries its proof); its reply.
+    pub fn password_login(&mut self, tab: usize) -> Option<Reply> {
+        let url = format!("{ORIGIN}/login");
+        let call = self.call(tab, |k, _, id| {
+            k.login(id, Ok((url.clone(), r#"{"user":"u"}"#.into())))
+        });
+        self.wait(tab, call, 10_000.0)
     }
 
     /// A tab's logout.
@@ -522,6 +863,12 @@ impl World {
 
     /// Puts `data` on the bus for every open tab but `from`, after the bus delay.
     fn broadcast(&mut self, data: &OptValue, from: Option<usize>) {
+        self.broadcast_with(data, from, None);
+    }
+
+    /// [`World::broadcast`] with a DPoP key beside the message (the real
+    /// key's thumbprint).
+    pub fn broadcast_with(&mut self, data: &OptValue, from: Option<usize>, key: Option<String>) {
         for to in 0..self.tabs.len() {
             if Some(to) != from && self.tabs[to].open {
                 let at = self.now + self.bus_delay_ms;
@@ -530,10 +877,16 @@ impl World {
                     Pending::Message {
                         to,
                         data: data.clone(),
+                        key: key.clone(),
                     },
                 );
             }
         }
+    }
+
+    /// The `DPoP-Nonce` the server's answers carry.
+    fn nonce_header(&self) -> Option<String> {
+        self.server.dpop_nonce.clone().filter(|_| self.server.dpop)
     }
 
     /// Runs the world until `until`.
@@ -580,15 +933,36 @@ impl World {
         };
         for (_, _, p) in due {
             match p {
-                Pending::Message { to, data } => {
+                Pending::Message { to, data, key } => {
                     if self.tabs[to].open && !self.tabs[to].frozen {
-                        self.tabs[to].keeper.handle_tab_message(now, &data);
+                        let has_key = key.is_some();
+                        self.incoming = key;
+                        self.tabs[to].keeper.handle_tab_message(now, &data, has_key);
+                        self.drain(to);
+                        self.incoming = None;
+                    }
+                }
+                Pending::Answer { to, answer, nonce } => {
+                    if self.tabs[to].open {
+                        if let Some(n) = &nonce {
+                            self.tabs[to].keeper.handle_token_nonce(CallId(0), n);
+                        }
+                        self.tabs[to].keeper.handle_refresh_answer(now, answer);
                         self.drain(to);
                     }
                 }
-                Pending::Answer { to, answer } => {
+                Pending::KeyMade { to, call } => {
                     if self.tabs[to].open {
-                        self.tabs[to].keeper.handle_refresh_answer(now, answer);
+                        self.keys_made += 1;
+                        let (x, y) = coordinates(self.keys_made);
+                        let public = (!self.tabs[to].no_crypto).then_some((x.as_str(), y.as_str()));
+                        let named = self.tabs[to].keeper.key_made(now, call, public);
+                        if let Some(name) = named {
+                            let real = tokenkeeper_core::dpop::key(&x, &y)
+                                .map(|k| k.jkt)
+                                .unwrap_or_default();
+                            self.tabs[to].keys.push((name, real));
+                        }
                         self.drain(to);
                     }
                 }
@@ -608,8 +982,16 @@ impl World {
                         self.drain(to);
                     }
                 }
-                Pending::Exchanged { to, call, answer } => {
+                Pending::Exchanged {
+                    to,
+                    call,
+                    answer,
+                    nonce,
+                } => {
                     if self.tabs[to].open {
+                        if let Some(n) = &nonce {
+                            self.tabs[to].keeper.handle_token_nonce(call, n);
+                        }
                         self.tabs[to].keeper.handle_login_answer(now, call, answer);
                         self.drain(to);
                     }
@@ -652,13 +1034,33 @@ impl World {
     pub fn drain(&mut self, tab: usize) {
         while let Some(command) = self.tabs[tab].keeper.poll_command() {
             match command {
-                Command::Refresh { refresh_token } => {
+                Command::Refresh {
+                    refresh_token,
+                    proof,
+                } => {
                     // The server sees the request after one latency and
                     // answers after another.
                     let now = self.now + self.latency_ms;
-                    let answer = self.server.refresh(now, refresh_token.as_deref());
+                    let url = self.settings.refresh_url.clone();
+                    let answer = match self.sign(tab, proof.as_ref()) {
+                        Some(signed) => self.server.refresh_with(
+                            now,
+                            refresh_token.as_deref(),
+                            signed.as_ref(),
+                            &url,
+                        ),
+                        None => None,
+                    };
                     let answer = answer.unwrap_or_else(TokenAnswer::no_answer);
-                    self.push(now + self.latency_ms, Pending::Answer { to: tab, answer });
+                    let nonce = self.nonce_header();
+                    self.push(
+                        now + self.latency_ms,
+                        Pending::Answer {
+                            to: tab,
+                            answer,
+                            nonce,
+                        },
+                    );
                 }
                 Command::AcquireLock => {
                     let free = self.lock_holders.is_empty();
@@ -683,7 +1085,21 @@ impl World {
                 }
                 Command::Post(message) => {
                     let data = encode(&message, self.tabs[tab].keeper.tab_id());
-                    self.broadcast(&data, Some(tab));
+                    // A DPoP session's key goes with it, as the executor
+                    // attaches the key it holds under the session's name.
+                    let key = match &message {
+                        tokenkeeper_core::protocol::Message::Session { tokens, .. } => {
+                            tokens.key.as_ref().and_then(|k| {
+                                self.tabs[tab]
+                                    .keys
+                                    .iter()
+                                    .find(|(name, _)| *name == k.jkt)
+                                    .map(|(_, real)| real.clone())
+                            })
+                        }
+                        _ => None,
+                    };
+                    self.broadcast_with(&data, Some(tab), key);
                 }
                 Command::Emit(event) => self.tabs[tab].events.push(event),
                 Command::Settle { call, reply } => self.tabs[tab].replies.push((call, reply)),
@@ -691,17 +1107,54 @@ impl World {
                     self.now + 2.0 * self.latency_ms,
                     Pending::Discovery { to: tab },
                 ),
-                Command::Exchange { call, code, .. } => {
+                Command::Exchange {
+                    call, code, proof, ..
+                } => {
                     let now = self.now + self.latency_ms;
-                    let answer = self.server.exchange(now, &code);
+                    let answer = match self.sign(tab, proof.as_ref()) {
+                        Some(signed) => self.server.exchange_with(now, &code, signed.as_ref()),
+                        None => TokenAnswer::no_answer(),
+                    };
+                    let nonce = self.nonce_header();
                     self.push(
                         now + self.latency_ms,
                         Pending::Exchanged {
                             to: tab,
                             call,
                             answer,
+                            nonce,
                         },
                     );
+                }
+                Command::Login {
+                    call, url, proof, ..
+                } => {
+                    let now = self.now + self.latency_ms;
+                    let answer = match self.sign(tab, proof.as_ref()) {
+                        Some(signed) => self.server.login_with(now, signed.as_ref(), &url),
+                        None => TokenAnswer::no_answer(),
+                    };
+                    let nonce = self.nonce_header();
+                    self.push(
+                        now + self.latency_ms,
+                        Pending::Exchanged {
+                            to: tab,
+                            call,
+                            answer,
+                            nonce,
+                        },
+                    );
+                }
+                Command::MakeKey { call } => {
+                    self.push(self.now + 1.0, Pending::KeyMade { to: tab, call });
+                }
+                Command::TakeKey { jkt } => {
+                    if let Some(real) = self.incoming.clone() {
+                        self.tabs[tab].keys.push((jkt, real));
+                    }
+                }
+                Command::DropKey { jkt } => {
+                    self.tabs[tab].keys.retain(|(name, _)| *name != jkt);
                 }
                 c @ (Command::Navigate { .. } | Command::History { .. } | Command::Forget) => {
                     self.tabs[tab].browser.push(c)
@@ -724,4 +1177,17 @@ impl World {
             }
         }
     }
+}
+
+/// The public coordinates of the `n`th key pair made: two base64url texts
+/// of 32 bytes, different for every `n`.
+pub fn coordinates(n: u32) -> (String, String) {
+    use base64::Engine;
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bytes = |salt: u8| {
+        let mut b = [salt; 32];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        e.encode(b)
+    };
+    (bytes(0x11), bytes(0x22))
 }
