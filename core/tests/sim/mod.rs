@@ -106,6 +106,9 @@ pub struct Server {
     pub nonce_challenges: u32,
     /// Proofs accepted.
     pub proofs_accepted: u32,
+    /// Checks proofs but answers with unbound Bearer tokens (a server
+    /// that downgrades).
+    pub bearer_answers: bool,
 }
 
 /// A proof as the executor sent it: the signing input, signed by the key
@@ -327,6 +330,10 @@ impl Server {
     /// A new pair of tokens for the family, bound to `jkt` when there is one.
     pub fn issue_bound(&mut self, now: f64, jkt: Option<String>) -> RawGrant {
         let mut grant = self.issue(now);
+        if self.bearer_answers {
+            grant.token_type = Some("Bearer".into());
+            return grant;
+        }
         if let Some(jkt) = jkt {
             for t in [&grant.access_token, &grant.refresh_token]
                 .into_iter()
