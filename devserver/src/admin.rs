@@ -30,6 +30,7 @@ pub fn router() -> Router<Arc<AppState>> {
             get(list_faults).post(add_fault).delete(clear_faults),
         )
         .route("/admin/config", get(get_config).post(set_config))
+        .route("/admin/dpop-nonce", get(dpop_nonce).post(rotate_dpop_nonce))
         .route_layer(middleware::from_fn(require_loopback))
 }
 
@@ -58,10 +59,29 @@ async fn requests(State(state): State<Arc<AppState>>) -> Json<Vec<LoggedRequest>
     Json(state.requests().snapshot())
 }
 
-/// `POST /admin/reset`.
-async fn reset(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    state.reset();
-    Json(json!({ "reset": true }))
+/// `POST /admin/reset` (also rotates the DPoP nonce).
+async fn reset(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .reset()
+        .map_err(|e| ApiError::server_error(e.to_string()))?;
+    Ok(Json(json!({ "reset": true })))
+}
+
+/// `GET /admin/dpop-nonce`: `{"nonce": current}`.
+async fn dpop_nonce(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({ "nonce": state.dpop.nonce() }))
+}
+
+/// `POST /admin/dpop-nonce`: replaces the nonce (the old one is refused at
+/// once) and answers `{"nonce": new}`.
+async fn rotate_dpop_nonce(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let nonce = state
+        .dpop
+        .rotate_nonce()
+        .map_err(|e| ApiError::server_error(e.to_string()))?;
+    Ok(Json(json!({ "nonce": nonce })))
 }
 
 /// `GET /admin/faults`: the pending faults.

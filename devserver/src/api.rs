@@ -1,4 +1,7 @@
 //! The protected resource: `/api/*`.
+//!
+//! Bearer tokens as RFC 6750 has them; in DPoP mode, bound tokens as
+//! RFC 9449 §7 has them (the `DPoP` scheme, a proof with `ath`).
 
 use std::sync::Arc;
 
@@ -11,6 +14,8 @@ use serde_json::json;
 
 use crate::body::read_body;
 use crate::clock::now_ms;
+use crate::config::RuntimeConfig;
+use crate::dpop::{self, ProofError};
 use crate::errors::ApiError;
 use crate::state::{lock, AppState};
 use crate::tokens::{AccessError, Verified};
@@ -40,11 +45,59 @@ pub fn presented_access_token(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
+/// How a request presented its access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer`, or the `x-auth-token` header.
+    Bearer,
+    /// `Authorization: DPoP` (RFC 9449 §7.1).
+    Dpop,
+}
+
+/// The access token of a request and how it came: `Authorization: Bearer`
+/// or `Authorization: DPoP`, else `x-auth-token` (as Bearer).
+pub fn presented_token(headers: &HeaderMap) -> Option<(Scheme, String)> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            if scheme.eq_ignore_ascii_case("bearer") {
+                Some((Scheme::Bearer, token.trim()))
+            } else if scheme.eq_ignore_ascii_case("dpop") {
+                Some((Scheme::Dpop, token.trim()))
+            } else {
+                None
+            }
+        });
+    let raw = || {
+        headers
+            .get(X_AUTH_TOKEN)
+            .and_then(|v| v.to_str().ok())
+            .map(|t| (Scheme::Bearer, t.trim()))
+    };
+    authorization
+        .or_else(raw)
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(scheme, t)| (scheme, t.to_string()))
+}
+
+/// The `DPoP` challenge with no error, for requests without a token.
+const DPOP_CHALLENGE: &str = "DPoP algs=\"ES256\"";
+
+/// A quoted-string-safe version of `text`.
+fn quotable(text: &str) -> String {
+    text.replace(['"', '\\'], "'")
+}
+
 /// 401 per RFC 6750 §3: no `error` attribute when no token was presented.
 fn unauthorized(description: Option<&str>) -> ApiError {
     let challenge = match description {
         None => "Bearer".to_string(),
-        Some(d) => format!("Bearer error=\"invalid_token\", error_description=\"{d}\""),
+        Some(d) => format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            quotable(d)
+        ),
     };
     let error = ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token")
         .describe(description.unwrap_or("No access token was presented"));
@@ -54,17 +107,146 @@ fn unauthorized(description: Option<&str>) -> ApiError {
     }
 }
 
-/// Authenticates the request: signature, exact expiry, family still active.
-fn authenticate(state: &AppState, headers: &HeaderMap, now: u64) -> Result<Verified, ApiError> {
-    let token = presented_access_token(headers).ok_or_else(|| unauthorized(None))?;
+/// 401 with the `DPoP` challenge (RFC 9449 §7.1): `error` is
+/// `invalid_token`, `invalid_dpop_proof` or `use_dpop_nonce`.
+fn dpop_unauthorized(error: &str, description: &str) -> ApiError {
+    let challenge = format!(
+        "DPoP error=\"{error}\", error_description=\"{}\", algs=\"ES256\"",
+        quotable(description)
+    );
+    let refusal = ApiError::new(StatusCode::UNAUTHORIZED, error).describe(description);
+    match HeaderValue::from_str(&challenge) {
+        Ok(v) => refusal.header(header::WWW_AUTHENTICATE, v),
+        Err(_) => refusal.header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(DPOP_CHALLENGE),
+        ),
+    }
+}
+
+/// A DPoP binding refusal (`invalid_token`), counted as such.
+fn binding_refused(state: &AppState, description: &str) -> ApiError {
+    state.count(|s| s.dpop_refused += 1);
+    dpop_unauthorized("invalid_token", description)
+}
+
+/// The resource's answer to a refused proof (already counted).
+fn proof_refused(state: &AppState, error: &ProofError) -> ApiError {
+    let refusal = dpop_unauthorized(error.code(), error.description());
+    match error {
+        ProofError::UseNonce(_) => dpop::with_nonce(state, refusal),
+        ProofError::Invalid(_) => refusal,
+    }
+}
+
+/// Checks signature, exact expiry and that the family is still active;
+/// `dpop` picks the challenge scheme of the refusal.
+fn verify_token(state: &AppState, token: &str, now: u64, dpop: bool) -> Result<Verified, ApiError> {
+    let refuse = |description: &str| {
+        if dpop {
+            dpop_unauthorized("invalid_token", description)
+        } else {
+            unauthorized(Some(description))
+        }
+    };
     let verified = state
         .issuer
-        .verify(&token, now)
-        .map_err(|e: AccessError| unauthorized(Some(e.description())))?;
+        .verify(token, now)
+        .map_err(|e: AccessError| refuse(e.description()))?;
     if !lock(&state.sessions).family_active(&verified.claims.fam) {
-        return Err(unauthorized(Some("The access token has been revoked")));
+        return Err(refuse("The access token has been revoked"));
     }
     Ok(verified)
+}
+
+/// Authenticates the request: signature, exact expiry, family still active,
+/// and in DPoP mode the key binding (scheme, proof, `ath`, key).
+fn authenticate(
+    state: &AppState,
+    cfg: &RuntimeConfig,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<Verified, ApiError> {
+    if !cfg.dpop {
+        let token = presented_access_token(headers).ok_or_else(|| unauthorized(None))?;
+        return verify_token(state, &token, now, false);
+    }
+    let Some((scheme, token)) = presented_token(headers) else {
+        return Err(unauthorized(None).header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(DPOP_CHALLENGE),
+        ));
+    };
+    // A bound token is refused with the DPoP challenge, even when expired.
+    let bound = state
+        .issuer
+        .decode_signed(&token)
+        .is_some_and(|c| c.cnf.is_some());
+    let verified = verify_token(state, &token, now, bound || scheme == Scheme::Dpop)?;
+    let jkt = verified.claims.jkt().map(str::to_string);
+    match (jkt, scheme) {
+        (None, Scheme::Bearer) => Ok(verified),
+        (None, Scheme::Dpop) => Err(binding_refused(
+            state,
+            "The access token is not DPoP-bound: present it with the Bearer scheme",
+        )),
+        (Some(_), Scheme::Bearer) => Err(binding_refused(
+            state,
+            "The access token is DPoP-bound: present it with the DPoP scheme and a DPoP proof",
+        )),
+        (Some(jkt), Scheme::Dpop) => {
+            match dpop::check_request(state, cfg, method, uri, headers, Some(&token), now) {
+                Ok(Some(proof)) if proof.jkt == jkt => Ok(verified),
+                Ok(Some(_)) => Err(binding_refused(
+                    state,
+                    "The DPoP proof's key is not the key the access token is bound to",
+                )),
+                Ok(None) => Err(binding_refused(
+                    state,
+                    "A DPoP-bound access token needs a DPoP proof",
+                )),
+                Err(e) => Err(proof_refused(state, &e)),
+            }
+        }
+    }
+}
+
+/// The family an access token presented to `/logout` names, if any. In
+/// DPoP mode a bound token names its family only with a valid proof by its
+/// key, so a stolen bound token cannot end the session.
+pub fn logout_family(
+    state: &AppState,
+    cfg: &RuntimeConfig,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    now: u64,
+) -> Option<String> {
+    if !cfg.dpop {
+        let token = presented_access_token(headers)?;
+        return state.issuer.decode_signed(&token).map(|c| c.fam);
+    }
+    let (scheme, token) = presented_token(headers)?;
+    let claims = state.issuer.decode_signed(&token)?;
+    match (claims.jkt(), scheme) {
+        (None, Scheme::Bearer) => Some(claims.fam),
+        (None, Scheme::Dpop) | (Some(_), Scheme::Bearer) => {
+            state.count(|s| s.dpop_refused += 1);
+            None
+        }
+        (Some(jkt), Scheme::Dpop) => {
+            match dpop::check_request(state, cfg, method, uri, headers, Some(&token), now) {
+                Ok(Some(proof)) if proof.jkt == jkt => Some(claims.fam),
+                Ok(_) => {
+                    state.count(|s| s.dpop_refused += 1);
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+    }
 }
 
 /// Any method on `/api/*`. `GET /api/me` describes the token's user; every
@@ -91,7 +273,8 @@ pub async fn protected(
         ));
     }
     let now = now_ms();
-    let verified = match authenticate(&state, &headers, now) {
+    let cfg = state.config();
+    let verified = match authenticate(&state, &cfg, &method, &uri, &headers, now) {
         Ok(v) => v,
         Err(e) => {
             state.count(|s| s.api_401 += 1);
@@ -125,14 +308,19 @@ pub async fn protected(
     };
     let mut response = Json(payload).into_response();
     state.count(|s| s.api_ok += 1);
-    renew_if_due(&state, &verified, now, &mut response);
+    renew_if_due(&state, &cfg, &verified, now, &mut response);
     Ok(response)
 }
 
-/// With a renew header configured, adds a fresh access token (same family)
-/// when the presented one is about to expire.
-fn renew_if_due(state: &AppState, verified: &Verified, now: u64, response: &mut Response) {
-    let cfg = state.config();
+/// With a renew header configured, adds a fresh access token (same family,
+/// same key binding) when the presented one is about to expire.
+fn renew_if_due(
+    state: &AppState,
+    cfg: &RuntimeConfig,
+    verified: &Verified,
+    now: u64,
+    response: &mut Response,
+) {
     let Some(name) = cfg.renew_header.as_deref() else {
         return;
     };
@@ -149,6 +337,7 @@ fn renew_if_due(state: &AppState, verified: &Verified, now: u64, response: &mut 
         now,
         cfg.access_ttl_ms,
         !cfg.no_expiry,
+        claims.jkt(),
     ) else {
         return;
     };

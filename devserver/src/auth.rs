@@ -1,5 +1,9 @@
 //! The session endpoints: `/login`, `/token/refresh`, `/oauth/token` and
 //! `/logout`.
+//!
+//! In DPoP mode a token request with a `DPoP` proof gets tokens bound to
+//! the proof key (`token_type` `DPoP`, `cnf.jkt` in the access token, the
+//! family bound too); one without gets Bearer tokens as before.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -7,20 +11,21 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::api::presented_access_token;
+use crate::api::logout_family;
 use crate::body::{form_pairs, json_object, json_value, read_body, string_field};
 use crate::clock::{ceil_secs, now_ms};
 use crate::config::RuntimeConfig;
 use crate::cookies::{self, REFRESH_COOKIE};
+use crate::dpop::{self, Proof};
 use crate::errors::ApiError;
 use crate::faults;
 use crate::serve::is_dropped;
-use crate::sessions::{Issued, RefreshError, RefreshOutcome};
+use crate::sessions::{Issued, ProofKey, RefreshError, RefreshOutcome};
 use crate::state::{lock, AppState};
 
 /// The demo accounts: username, password.
@@ -45,12 +50,17 @@ struct TokenResponse {
     scope: Option<String>,
 }
 
-/// `POST /login` with `{"username","password"}`: starts a new family.
+/// `POST /login` with `{"username","password"}`: starts a new family
+/// (bound to the proof key if a DPoP proof comes along).
 pub async fn login(
     State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let cfg = state.config();
+    let proof = token_request_proof(&state, &cfg, &method, &uri, &headers)?;
     let bytes = read_body(&headers, body).await?;
     let request: LoginRequest = json_value(&headers, &bytes)?;
     let (Some(username), Some(password)) = (request.username, request.password) else {
@@ -65,12 +75,12 @@ pub async fn login(
                 .describe("Wrong username or password"),
         );
     }
-    let cfg = state.config();
     let now = now_ms();
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     let issued = lock(&state.sessions)
-        .start_family(&username, now, cfg.refresh_ttl_ms)
+        .start_family(&username, now, cfg.refresh_ttl_ms, jkt)
         .map_err(|e| ApiError::server_error(e.to_string()))?;
-    let response = token_response(&state, &cfg, &issued, None, now)?;
+    let response = token_response(&state, &cfg, &issued, jkt, None, now)?;
     state.count(|s| s.logins += 1);
     Ok(response)
 }
@@ -79,20 +89,25 @@ pub async fn login(
 /// mode): rotates the refresh token.
 pub async fn refresh(
     State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    token_endpoint(&state, refresh_json(&state, headers, body)).await
+    token_endpoint(&state, refresh_json(&state, method, uri, headers, body)).await
 }
 
 async fn refresh_json(
     state: &AppState,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let cfg = state.config();
+    let proof = token_request_proof(state, &cfg, &method, &uri, &headers)?;
     let bytes = read_body(&headers, body).await?;
     let map = json_object(&headers, &bytes)?;
-    let cfg = state.config();
     let token = match string_field(map.as_ref(), "refresh_token")? {
         Some(t) => Some(t),
         None if cfg.refresh_cookie => cookies::read(&headers, REFRESH_COOKIE),
@@ -105,28 +120,38 @@ async fn refresh_json(
         ));
     };
     let now = now_ms();
-    let issued = match exchange(state, &token, now, &cfg) {
+    let issued = match exchange(state, &token, now, &cfg, proof.as_ref()) {
         Ok(issued) => issued,
         Err(RefreshError::Random(e)) => return Err(ApiError::server_error(e.to_string())),
+        Err(e @ (RefreshError::ProofMissing | RefreshError::KeyMismatch)) => {
+            return Err(binding_error(&e))
+        }
         Err(e) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, e.description())),
     };
-    token_response(state, &cfg, &issued, None, now)
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+    token_response(state, &cfg, &issued, jkt, None, now)
 }
 
 /// `POST /oauth/token`, RFC 6749 §6 refresh grant with §5.2 errors.
 pub async fn oauth_token(
     State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    token_endpoint(&state, oauth_form(&state, headers, body)).await
+    token_endpoint(&state, oauth_form(&state, method, uri, headers, body)).await
 }
 
 async fn oauth_form(
     state: &AppState,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let cfg = state.config();
+    let proof = token_request_proof(state, &cfg, &method, &uri, &headers)?;
     let bytes = read_body(&headers, body).await?;
     let pairs = form_pairs(&headers, &bytes)?;
     let mut seen = HashSet::new();
@@ -154,7 +179,6 @@ async fn oauth_form(
             )
         }
     }
-    let cfg = state.config();
     let token = match param("refresh_token") {
         Some(t) => Some(t),
         None if cfg.refresh_cookie => cookies::read(&headers, REFRESH_COOKIE),
@@ -164,22 +188,29 @@ async fn oauth_form(
         return Err(ApiError::invalid_request("refresh_token is required"));
     };
     let now = now_ms();
-    let issued = match exchange(state, &token, now, &cfg) {
+    let issued = match exchange(state, &token, now, &cfg, proof.as_ref()) {
         Ok(issued) => issued,
         Err(RefreshError::Random(e)) => return Err(ApiError::server_error(e.to_string())),
+        Err(e @ (RefreshError::ProofMissing | RefreshError::KeyMismatch)) => {
+            return Err(binding_error(&e))
+        }
         Err(e) => {
             return Err(
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_grant").describe(e.description())
             )
         }
     };
-    token_response(state, &cfg, &issued, param("scope"), now)
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+    token_response(state, &cfg, &issued, jkt, param("scope"), now)
 }
 
 /// `POST /logout`: revokes the family named by the refresh token in the
-/// body, the cookie, or the presented access token. Always 204.
+/// body, the cookie, or the presented access token (a DPoP-bound one only
+/// with a proof by its key). Always 204.
 pub async fn logout(
     State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -187,9 +218,7 @@ pub async fn logout(
     let map = json_object(&headers, &bytes)?;
     let body_token = string_field(map.as_ref(), "refresh_token")?;
     let cookie_token = cookies::read(&headers, REFRESH_COOKIE);
-    let access_family = presented_access_token(&headers)
-        .and_then(|t| state.issuer.decode_signed(&t))
-        .map(|c| c.fam);
+    let access_family = logout_family(&state, &state.config(), &method, &uri, &headers, now_ms());
     {
         let mut sessions = lock(&state.sessions);
         let families: Vec<String> = [&body_token, &cookie_token]
@@ -238,14 +267,43 @@ async fn token_endpoint(
     faults::after_handling(fault.as_ref(), response)
 }
 
-/// Runs the rotation rules and counts the outcome.
+/// The DPoP proof of a token request: `None` without one (or with DPoP
+/// mode off); a refused proof is the endpoint's 400 answer.
+fn token_request_proof(
+    state: &AppState,
+    cfg: &RuntimeConfig,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Option<Proof>, ApiError> {
+    if !cfg.dpop {
+        return Ok(None);
+    }
+    dpop::check_request(state, cfg, method, uri, headers, None, now_ms())
+        .map_err(|e| dpop::token_endpoint_error(state, &e))
+}
+
+/// 400 `invalid_dpop_proof` for a refresh of a bound family without its key.
+fn binding_error(error: &RefreshError) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof").describe(error.description())
+}
+
+/// Runs the rotation rules (with the family's key binding in DPoP mode)
+/// and counts the outcome.
 fn exchange(
     state: &AppState,
     token: &str,
     now: u64,
     cfg: &RuntimeConfig,
+    proof: Option<&Proof>,
 ) -> Result<Issued, RefreshError> {
-    let outcome = lock(&state.sessions).refresh(token, now, cfg.refresh_ttl_ms, cfg.reuse_grace_ms);
+    let key = match (cfg.dpop, proof) {
+        (false, _) => ProofKey::Unchecked,
+        (true, None) => ProofKey::Absent,
+        (true, Some(p)) => ProofKey::Jkt(&p.jkt),
+    };
+    let outcome =
+        lock(&state.sessions).refresh(token, now, cfg.refresh_ttl_ms, cfg.reuse_grace_ms, key);
     match outcome {
         Ok(RefreshOutcome::Rotated(issued)) => {
             state.count(|s| s.refreshes += 1);
@@ -259,16 +317,22 @@ fn exchange(
             state.count(|s| s.reuse_detections += 1);
             Err(RefreshError::ReuseDetected)
         }
+        Err(e @ (RefreshError::ProofMissing | RefreshError::KeyMismatch)) => {
+            state.count(|s| s.dpop_refused += 1);
+            Err(e)
+        }
         Err(e) => Err(e),
     }
 }
 
-/// Mints an access token for `issued` and builds the success response
-/// (cookie mode: refresh token in `Set-Cookie` only).
+/// Mints an access token for `issued` (bound to `jkt`, the request's proof
+/// key, if any) and builds the success response (cookie mode: refresh token
+/// in `Set-Cookie` only).
 fn token_response(
     state: &AppState,
     cfg: &RuntimeConfig,
     issued: &Issued,
+    jkt: Option<&str>,
     scope: Option<String>,
     now: u64,
 ) -> Result<Response, ApiError> {
@@ -280,13 +344,14 @@ fn token_response(
             now,
             cfg.access_ttl_ms,
             !cfg.no_expiry,
+            jkt,
         )
         .map_err(ApiError::server_error)?;
     lock(&state.sessions).note_access_token(&issued.family, minted.expires_at_ms);
     let body = TokenResponse {
         access_token: minted.token,
         refresh_token: (!cfg.refresh_cookie).then(|| issued.refresh_token.clone()),
-        token_type: "Bearer",
+        token_type: if jkt.is_some() { "DPoP" } else { "Bearer" },
         expires_in: (!cfg.no_expiry).then(|| ceil_secs(cfg.access_ttl_ms)),
         scope,
     };

@@ -31,6 +31,11 @@ OPTIONS:
     --no-expiry            access tokens carry no exp, responses no expires_in
     --cors-any             answer CORS for any origin (null included), like a
                            third-party server; for leak tests
+    --dpop                 DPoP (RFC 9449): token requests with a DPoP proof get
+                           tokens bound to its key (token_type DPoP); bound
+                           access tokens need `Authorization: DPoP` and a proof
+    --dpop-nonce           like --dpop, and every proof must carry the server's
+                           nonce (DPoP-Nonce; POST /admin/dpop-nonce rotates it)
     --quiet                no per-request log on stderr
     -h, --help             print this help
 
@@ -128,6 +133,11 @@ where
             "--refresh-cookie" => rt.refresh_cookie = true,
             "--no-expiry" => rt.no_expiry = true,
             "--cors-any" => rt.cors_any = true,
+            "--dpop" => rt.dpop = true,
+            "--dpop-nonce" => {
+                rt.dpop = true;
+                rt.dpop_nonce = true;
+            }
             "--quiet" => config.quiet = true,
             _ => return Err(format!("unknown argument {arg:?}")),
         }

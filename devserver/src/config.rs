@@ -70,6 +70,13 @@ pub struct RuntimeConfig {
     /// Answer CORS for any origin, `null` included, as a third-party server
     /// would: lets tests check what a foreign origin would receive.
     pub cors_any: bool,
+    /// DPoP mode (RFC 9449): token requests with a `DPoP` proof get
+    /// key-bound tokens, and bound access tokens need the `DPoP` scheme and
+    /// a proof at `/api/*`. Off, proofs are ignored as before.
+    pub dpop: bool,
+    /// Every DPoP proof must carry the server's current nonce (implies
+    /// [`RuntimeConfig::dpop`]).
+    pub dpop_nonce: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -83,6 +90,8 @@ impl Default for RuntimeConfig {
             renew_within_ms: None,
             no_expiry: false,
             cors_any: false,
+            dpop: false,
+            dpop_nonce: false,
         }
     }
 }
@@ -110,6 +119,9 @@ impl RuntimeConfig {
         if patch.refresh_ttl_ms == Some(0) {
             return Err("refresh_ttl_ms must be positive".into());
         }
+        if patch.dpop == Some(false) && patch.dpop_nonce == Some(true) {
+            return Err("dpop_nonce needs dpop".into());
+        }
         if let Some(v) = patch.access_ttl_ms {
             self.access_ttl_ms = v;
         }
@@ -133,6 +145,16 @@ impl RuntimeConfig {
         }
         if let Some(v) = patch.cors_any {
             self.cors_any = v;
+        }
+        // Nonce mode implies DPoP mode: switching DPoP off ends nonce mode
+        // too, switching nonce mode on starts DPoP mode.
+        if let Some(v) = patch.dpop {
+            self.dpop = v;
+            self.dpop_nonce &= v;
+        }
+        if let Some(v) = patch.dpop_nonce {
+            self.dpop_nonce = v;
+            self.dpop |= v;
         }
         Ok(())
     }
@@ -161,6 +183,10 @@ pub struct ConfigPatch {
     pub no_expiry: Option<bool>,
     /// Switch CORS for any origin on or off.
     pub cors_any: Option<bool>,
+    /// Switch DPoP mode on or off (off also ends nonce mode).
+    pub dpop: Option<bool>,
+    /// Switch DPoP nonce mode on (which also starts DPoP mode) or off.
+    pub dpop_nonce: Option<bool>,
 }
 
 /// Distinguishes a field given as `null` (`Some(None)`) from an absent one.

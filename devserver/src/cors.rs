@@ -19,9 +19,9 @@ use crate::state::AppState;
 /// Methods a cross-origin caller may use.
 const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 /// Request headers allowed when the preflight names none.
-const DEFAULT_ALLOW_HEADERS: &str = "authorization, x-auth-token, content-type";
+const DEFAULT_ALLOW_HEADERS: &str = "authorization, x-auth-token, content-type, dpop";
 /// Response headers scripts may read (the renew header is added to these).
-const EXPOSE_HEADERS: &str = "WWW-Authenticate, Retry-After, Date";
+const EXPOSE_HEADERS: &str = "WWW-Authenticate, DPoP-Nonce, Retry-After, Date";
 /// How long browsers may cache a preflight, in seconds.
 const MAX_AGE_SECS: &str = "600";
 

@@ -5,6 +5,8 @@
 //! family revocation on reuse), guards `/api/*`, and can be steered at run
 //! time through loopback-only `/admin/*` endpoints (configuration, injected
 //! faults, reset) and observed through `/stats` and `/admin/requests`.
+//! In DPoP mode ([`dpop`]) it also binds tokens to proof keys and checks
+//! RFC 9449 proofs, with an optional server nonce.
 //!
 //! Start it in-process with [`spawn`], or as a program with [`run`].
 
@@ -19,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod cookies;
 pub mod cors;
+pub mod dpop;
 pub mod errors;
 pub mod faults;
 pub mod ids;

@@ -16,7 +16,7 @@ use crate::errors::{method_not_allowed, not_found};
 use crate::serve::is_dropped;
 use crate::state::AppState;
 use crate::stats::LoggedRequest;
-use crate::{admin, api, auth, cors, faults, statics};
+use crate::{admin, api, auth, cors, dpop, faults, statics};
 
 /// Builds the whole application.
 pub fn router(state: Arc<AppState>, config: &Config) -> Router {
@@ -46,6 +46,10 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         None => app.fallback(not_found),
     };
     app.method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            dpop::nonce_header,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(middleware::from_fn_with_state(
             state.clone(),

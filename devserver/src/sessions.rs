@@ -6,6 +6,11 @@
 //! starts afresh). Presenting a rotated token again revokes the whole
 //! family, unless it happens within the grace window, in which case the
 //! family's current token is handed out again.
+//!
+//! In DPoP mode a family started with a proof is bound to the proof key's
+//! thumbprint: refreshing it needs a proof by the same key, and a refresh
+//! without one, or with another key's, changes nothing at all (a thief
+//! holding the token must not be able to rotate it, nor end the session).
 
 use std::collections::HashMap;
 
@@ -39,6 +44,19 @@ struct Family {
     /// Keep the family record at least until then (latest refresh-token
     /// expiry, or the expiry of an access token minted for it).
     keep_until_ms: u64,
+    /// Thumbprint of the DPoP key the family is bound to.
+    jkt: Option<String>,
+}
+
+/// The DPoP key a refresh request proves possession of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofKey<'a> {
+    /// DPoP mode is off: bindings are not checked.
+    Unchecked,
+    /// DPoP mode is on and the request carries no proof.
+    Absent,
+    /// The thumbprint of the request's (valid) proof key.
+    Jkt(&'a str),
 }
 
 /// A refresh token handed out to a client.
@@ -50,6 +68,8 @@ pub struct Issued {
     pub family: String,
     /// The user the family belongs to.
     pub user: String,
+    /// Thumbprint of the DPoP key the family is bound to.
+    pub jkt: Option<String>,
 }
 
 /// A successful refresh.
@@ -73,6 +93,10 @@ pub enum RefreshError {
     Revoked,
     /// A rotated token was presented again: its family is now revoked.
     ReuseDetected,
+    /// The family is DPoP-bound and the request has no proof.
+    ProofMissing,
+    /// The family is DPoP-bound to another key than the proof's.
+    KeyMismatch,
     /// The random source failed.
     Random(getrandom::Error),
 }
@@ -86,6 +110,12 @@ impl RefreshError {
             RefreshError::Revoked => "Refresh token has been revoked",
             RefreshError::ReuseDetected => {
                 "Refresh token reuse detected; the token family has been revoked"
+            }
+            RefreshError::ProofMissing => {
+                "The refresh token is DPoP-bound: a DPoP proof by its key is required"
+            }
+            RefreshError::KeyMismatch => {
+                "The DPoP proof's key is not the key the refresh token is bound to"
             }
             RefreshError::Random(_) => "Could not generate a token",
         }
@@ -102,12 +132,14 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    /// Starts a new family for `user` (a login) and returns its first token.
+    /// Starts a new family for `user` (a login), bound to the DPoP key
+    /// `jkt` if given, and returns its first token.
     pub fn start_family(
         &mut self,
         user: &str,
         now_ms: u64,
         ttl_ms: u64,
+        jkt: Option<&str>,
     ) -> Result<Issued, getrandom::Error> {
         let family = random_id(ID_BYTES)?;
         let token = random_id(REFRESH_TOKEN_BYTES)?;
@@ -119,6 +151,7 @@ impl SessionStore {
                 revoked: false,
                 latest: token.clone(),
                 keep_until_ms: expires_at_ms,
+                jkt: jkt.map(str::to_string),
             },
         );
         self.insert_token(&token, &family, expires_at_ms, now_ms);
@@ -126,16 +159,19 @@ impl SessionStore {
             refresh_token: token,
             family,
             user: user.to_string(),
+            jkt: jkt.map(str::to_string),
         })
     }
 
-    /// Exchanges `token` according to the rotation rules.
+    /// Exchanges `token` according to the rotation rules. A bound family's
+    /// key is checked first: on a mismatch nothing changes.
     pub fn refresh(
         &mut self,
         token: &str,
         now_ms: u64,
         ttl_ms: u64,
         grace_ms: u64,
+        key: ProofKey<'_>,
     ) -> Result<RefreshOutcome, RefreshError> {
         let (family_id, state, expires_at_ms) = match self.tokens.get(token) {
             Some(r) => (r.family.clone(), r.state, r.expires_at_ms),
@@ -144,6 +180,17 @@ impl SessionStore {
         let Some(family) = self.families.get_mut(&family_id) else {
             return Err(RefreshError::Invalid);
         };
+        if let Some(bound) = family.jkt.as_deref() {
+            match key {
+                ProofKey::Unchecked => {}
+                ProofKey::Absent => return Err(RefreshError::ProofMissing),
+                ProofKey::Jkt(presented) if presented != bound => {
+                    return Err(RefreshError::KeyMismatch)
+                }
+                ProofKey::Jkt(_) => {}
+            }
+        }
+        let jkt = family.jkt.clone();
         if family.revoked {
             return Err(RefreshError::Revoked);
         }
@@ -156,6 +203,7 @@ impl SessionStore {
                         refresh_token: latest,
                         family: family_id,
                         user,
+                        jkt,
                     })),
                     _ => Err(RefreshError::Expired),
                 };
@@ -179,6 +227,7 @@ impl SessionStore {
             refresh_token: successor,
             family: family_id,
             user,
+            jkt,
         }))
     }
 
@@ -253,21 +302,23 @@ mod tests {
     #[test]
     fn rotation_then_reuse_revokes_family() {
         let mut s = SessionStore::default();
-        let first = s.start_family("user1", 1_000, 10_000).expect("random");
+        let first = s
+            .start_family("user1", 1_000, 10_000, None)
+            .expect("random");
         let RefreshOutcome::Rotated(second) = s
-            .refresh(&first.refresh_token, 2_000, 10_000, 0)
+            .refresh(&first.refresh_token, 2_000, 10_000, 0, ProofKey::Unchecked)
             .expect("ok")
         else {
             panic!("expected rotation");
         };
         assert_eq!(second.family, first.family);
         assert!(matches!(
-            s.refresh(&first.refresh_token, 3_000, 10_000, 0),
+            s.refresh(&first.refresh_token, 3_000, 10_000, 0, ProofKey::Unchecked),
             Err(RefreshError::ReuseDetected)
         ));
         assert!(!s.family_active(&first.family));
         assert!(matches!(
-            s.refresh(&second.refresh_token, 3_000, 10_000, 0),
+            s.refresh(&second.refresh_token, 3_000, 10_000, 0, ProofKey::Unchecked),
             Err(RefreshError::Revoked)
         ));
     }
@@ -275,36 +326,70 @@ mod tests {
     #[test]
     fn grace_returns_latest() {
         let mut s = SessionStore::default();
-        let first = s.start_family("user1", 0, 10_000).expect("random");
+        let first = s.start_family("user1", 0, 10_000, None).expect("random");
         let RefreshOutcome::Rotated(second) = s
-            .refresh(&first.refresh_token, 100, 10_000, 500)
+            .refresh(&first.refresh_token, 100, 10_000, 500, ProofKey::Unchecked)
             .expect("ok")
         else {
             panic!("expected rotation");
         };
         let again = s
-            .refresh(&first.refresh_token, 400, 10_000, 500)
+            .refresh(&first.refresh_token, 400, 10_000, 500, ProofKey::Unchecked)
             .expect("grace");
         assert_eq!(again, RefreshOutcome::GraceReuse(second));
         assert!(s.family_active(&first.family));
         assert!(matches!(
-            s.refresh(&first.refresh_token, 700, 10_000, 500),
+            s.refresh(&first.refresh_token, 700, 10_000, 500, ProofKey::Unchecked),
             Err(RefreshError::ReuseDetected)
         ));
     }
 
     #[test]
+    fn bound_family_needs_its_key_and_keeps_it() {
+        let mut s = SessionStore::default();
+        let first = s
+            .start_family("user1", 0, 10_000, Some("k1"))
+            .expect("random");
+        assert_eq!(first.jkt.as_deref(), Some("k1"));
+        for key in [ProofKey::Absent, ProofKey::Jkt("k2")] {
+            assert!(s
+                .refresh(&first.refresh_token, 100, 10_000, 0, key)
+                .is_err());
+        }
+        // Nothing was rotated nor revoked by the refusals.
+        let RefreshOutcome::Rotated(second) = s
+            .refresh(&first.refresh_token, 200, 10_000, 0, ProofKey::Jkt("k1"))
+            .expect("ok")
+        else {
+            panic!("expected rotation");
+        };
+        assert_eq!(second.jkt.as_deref(), Some("k1"));
+        assert!(s.family_active(&first.family));
+        // A reuse without the key does not revoke the family either.
+        assert!(matches!(
+            s.refresh(&first.refresh_token, 300, 10_000, 0, ProofKey::Absent),
+            Err(RefreshError::ProofMissing)
+        ));
+        assert!(s.family_active(&first.family));
+        // Unbound families take any key (or none).
+        let other = s.start_family("user1", 0, 10_000, None).expect("random");
+        assert!(s
+            .refresh(&other.refresh_token, 100, 10_000, 0, ProofKey::Jkt("k9"))
+            .is_ok());
+    }
+
+    #[test]
     fn expiry_and_pruning() {
         let mut s = SessionStore::default();
-        let first = s.start_family("user1", 0, 1_000).expect("random");
+        let first = s.start_family("user1", 0, 1_000, None).expect("random");
         assert!(matches!(
-            s.refresh(&first.refresh_token, 1_000, 1_000, 0),
+            s.refresh(&first.refresh_token, 1_000, 1_000, 0, ProofKey::Unchecked),
             Err(RefreshError::Expired)
         ));
         s.prune(5_000);
         assert_eq!(s.family_count(), 0);
         assert!(matches!(
-            s.refresh(&first.refresh_token, 5_000, 1_000, 0),
+            s.refresh(&first.refresh_token, 5_000, 1_000, 0, ProofKey::Unchecked),
             Err(RefreshError::Invalid)
         ));
     }

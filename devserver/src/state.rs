@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use tokio::sync::watch;
 
 use crate::config::RuntimeConfig;
+use crate::dpop::DpopVerifier;
 use crate::faults::{Fault, FaultQueue};
 use crate::sessions::SessionStore;
 use crate::stats::{RequestLog, Stats};
@@ -24,6 +25,8 @@ pub struct AppState {
     pub issuer: TokenIssuer,
     /// Refresh tokens and their families.
     pub sessions: Mutex<SessionStore>,
+    /// DPoP nonce and proof replay cache.
+    pub dpop: DpopVerifier,
     stats: Mutex<Stats>,
     requests: Mutex<RequestLog>,
     faults: Mutex<FaultQueue>,
@@ -40,6 +43,7 @@ impl AppState {
             config: RwLock::new(runtime),
             issuer: TokenIssuer::new()?,
             sessions: Mutex::new(SessionStore::default()),
+            dpop: DpopVerifier::new()?,
             stats: Mutex::new(Stats::default()),
             requests: Mutex::new(RequestLog::default()),
             faults: Mutex::new(FaultQueue::default()),
@@ -117,13 +121,16 @@ impl AppState {
     }
 
     /// `/admin/reset`: clears counters, request log, faults and every
-    /// session (refresh tokens, families, known access tokens). The
-    /// configuration and the signing secret stay.
-    pub fn reset(&self) {
+    /// session (refresh tokens, families, known access tokens), and rotates
+    /// the DPoP nonce. The configuration, the signing secret and the DPoP
+    /// replay cache stay.
+    pub fn reset(&self) -> Result<(), getrandom::Error> {
+        self.dpop.rotate_nonce()?;
         *lock(&self.stats) = Stats::default();
         self.requests().clear();
         self.faults().clear();
         lock(&self.sessions).clear();
         self.issuer.clear();
+        Ok(())
     }
 }

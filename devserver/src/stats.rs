@@ -37,6 +37,14 @@ pub struct Stats {
     pub logouts: u64,
     /// Injected faults that took effect.
     pub faults_applied: u64,
+    /// DPoP proofs that passed every proof check (DPoP mode).
+    pub dpop_proofs: u64,
+    /// Requests refused for a DPoP reason: a bad proof, a nonce challenge,
+    /// a missing proof or another key for a bound token, a bound token
+    /// presented as Bearer, an unbound one with the DPoP scheme.
+    pub dpop_refused: u64,
+    /// `use_dpop_nonce` answers (also counted in `dpop_refused`).
+    pub dpop_nonce_challenges: u64,
     /// Requests per `"METHOD /path"`.
     pub by_endpoint: BTreeMap<String, u64>,
 }

@@ -5,6 +5,9 @@
 //! milliseconds) by `jti` and enforces that. The same record enforces the
 //! TTL of `--no-expiry` tokens, which carry no `exp` claim at all. Tokens
 //! not in the record (minted before `/admin/reset`) are refused.
+//!
+//! In DPoP mode a token may be bound to a key: its `cnf.jkt` claim is the
+//! key's RFC 7638 thumbprint (RFC 9449 §6.1).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,6 +36,23 @@ pub struct AccessClaims {
     pub jti: String,
     /// Refresh-token family the token belongs to.
     pub fam: String,
+    /// The key the token is bound to (DPoP); absent for Bearer tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim of a DPoP-bound access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 7638 SHA-256 thumbprint of the proof key.
+    pub jkt: String,
+}
+
+impl AccessClaims {
+    /// The thumbprint of the key the token is bound to, if any.
+    pub fn jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|c| c.jkt.as_str())
+    }
 }
 
 /// A freshly minted access token.
@@ -116,7 +136,8 @@ impl TokenIssuer {
     }
 
     /// Mints an access token for `sub` in `family`, living `ttl_ms`.
-    /// With `with_exp == false` the JWT carries no `exp` claim.
+    /// With `with_exp == false` the JWT carries no `exp` claim; with a `jkt`
+    /// it is bound to that key (`cnf.jkt`).
     pub fn mint(
         &self,
         sub: &str,
@@ -124,6 +145,7 @@ impl TokenIssuer {
         now_ms: u64,
         ttl_ms: u64,
         with_exp: bool,
+        jkt: Option<&str>,
     ) -> Result<Minted, String> {
         let jti = random_id(ID_BYTES).map_err(|e| e.to_string())?;
         let expires_at_ms = now_ms.saturating_add(ttl_ms);
@@ -133,6 +155,9 @@ impl TokenIssuer {
             exp: with_exp.then(|| ceil_secs(expires_at_ms)),
             jti: jti.clone(),
             fam: family.to_string(),
+            cnf: jkt.map(|jkt| Confirmation {
+                jkt: jkt.to_string(),
+            }),
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| e.to_string())?;
@@ -190,12 +215,13 @@ mod tests {
     fn mint_verify_expire() {
         let issuer = TokenIssuer::new().expect("random");
         let m = issuer
-            .mint("user1", "fam", 10_500, 1_000, true)
+            .mint("user1", "fam", 10_500, 1_000, true, None)
             .expect("mint");
         assert_eq!(m.claims.exp, Some(12));
         assert_eq!(m.claims.iat, 10);
         let v = issuer.verify(&m.token, 11_000).expect("valid");
         assert_eq!(v.claims.sub, "user1");
+        assert_eq!(v.claims.jkt(), None);
         assert_eq!(
             issuer.verify(&m.token, 11_500).err(),
             Some(AccessError::Expired)
@@ -217,9 +243,21 @@ mod tests {
     }
 
     #[test]
+    fn bound_tokens_carry_cnf() {
+        let issuer = TokenIssuer::new().expect("random");
+        let m = issuer
+            .mint("user1", "fam", 0, 1_000, true, Some("thumb"))
+            .expect("mint");
+        let v = issuer.verify(&m.token, 10).expect("valid");
+        assert_eq!(v.claims.jkt(), Some("thumb"));
+    }
+
+    #[test]
     fn no_expiry_shape() {
         let issuer = TokenIssuer::new().expect("random");
-        let m = issuer.mint("user1", "fam", 0, 1_000, false).expect("mint");
+        let m = issuer
+            .mint("user1", "fam", 0, 1_000, false, None)
+            .expect("mint");
         assert_eq!(m.claims.exp, None);
         assert!(issuer.verify(&m.token, 999).is_ok());
         assert_eq!(

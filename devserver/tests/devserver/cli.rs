@@ -46,6 +46,7 @@ fn flags() {
     assert_eq!(c.runtime.renew_within_ms, None);
     assert_eq!(c.runtime.effective_renew_within_ms(), 10_000);
     assert!(!c.quiet && !c.runtime.no_expiry && !c.runtime.refresh_cookie);
+    assert!(!c.runtime.dpop && !c.runtime.dpop_nonce);
 
     let Ok(Command::Run(c)) = parse(&[
         "--bind",
@@ -89,6 +90,17 @@ fn flags() {
     };
     // Default threshold with a TTL under 20 s: half the TTL.
     assert_eq!(c.runtime.effective_renew_within_ms(), 2_000);
+    let Ok(Command::Run(c)) = parse(&["--dpop"]) else {
+        panic!("--dpop");
+    };
+    assert!(c.runtime.dpop && !c.runtime.dpop_nonce);
+    let Ok(Command::Run(c)) = parse(&["--dpop-nonce"]) else {
+        panic!("--dpop-nonce");
+    };
+    assert!(
+        c.runtime.dpop && c.runtime.dpop_nonce,
+        "nonce mode implies DPoP"
+    );
 
     assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
     assert!(matches!(parse(&["-h"]), Ok(Command::Help)));
@@ -102,6 +114,7 @@ fn flags() {
         &["--reuse-grace-ms", "1s"],
         &["--renew-header", "bad header"],
         &["--quiet=yes"],
+        &["--dpop=yes"],
         &["stray"],
     ] {
         let err = parse(bad).expect_err("refused");
@@ -114,7 +127,10 @@ fn binary_help_errors_port_file_and_sigterm() {
     let exe = env!("CARGO_BIN_EXE_tokenkeeper-devserver");
     let help = Process::new(exe).arg("--help").output().unwrap();
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("--port-file"));
+    let help_text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--port-file", "--dpop", "--dpop-nonce"] {
+        assert!(help_text.contains(flag), "{flag}");
+    }
 
     let bad = Process::new(exe).arg("--access-ttl=10y").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));

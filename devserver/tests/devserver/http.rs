@@ -235,6 +235,9 @@ async fn stats_request_log_and_reset() {
         "renewals",
         "logouts",
         "faults_applied",
+        "dpop_proofs",
+        "dpop_refused",
+        "dpop_nonce_challenges",
     ] {
         assert_eq!(stats[counter], 0, "{counter}");
     }
@@ -280,6 +283,8 @@ async fn runtime_config_roundtrip() {
             "renew_within_ms": null,
             "no_expiry": false,
             "cors_any": false,
+            "dpop": false,
+            "dpop_nonce": false,
         })
     );
     let cfg = srv

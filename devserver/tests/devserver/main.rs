@@ -6,5 +6,6 @@ mod api;
 mod auth;
 mod cli;
 mod common;
+mod dpop;
 mod faults;
 mod http;
