@@ -244,7 +244,7 @@ impl Server {
             return ProofCheck::Bad("htu");
         }
         let iat = claims["iat"].as_f64().unwrap_or(f64::NAN);
-        if !((now / 1000.0 - iat).abs() <= 60.0) || iat.fract() != 0.0 {
+        if iat.is_nan() || (now / 1000.0 - iat).abs() > 60.0 || iat.fract() != 0.0 {
             return ProofCheck::Bad("iat");
         }
         let Some(jti) = claims["jti"].as_str().filter(|j| j.len() >= 16) else {
@@ -289,6 +289,7 @@ impl Server {
 
     /// A token endpoint's check of a request's proof: the key to bind to
     /// (`Ok(None)`: no proof, Bearer tokens), or the answer refusing it.
+    #[allow(clippy::result_large_err)]
     fn token_proof(
         &mut self,
         now: f64,
