@@ -148,7 +148,7 @@ pub async fn sleep(ms: u32) {
 }
 
 /// The dev server's default runtime config: every test starts from it.
-pub const DEFAULT_CONFIG: &str = r#"{"access_ttl_ms":30000,"refresh_ttl_ms":3600000,"reuse_grace_ms":0,"renew_header":null,"no_expiry":false,"refresh_cookie":false,"renew_within_ms":null}"#;
+pub const DEFAULT_CONFIG: &str = r#"{"access_ttl_ms":30000,"refresh_ttl_ms":3600000,"reuse_grace_ms":0,"renew_header":null,"no_expiry":false,"refresh_cookie":false,"renew_within_ms":null,"dpop":false}"#;
 
 /// Resets the main server and sets its config: defaults, then `overrides`.
 pub async fn setup(overrides: &str) {
