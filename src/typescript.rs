@@ -40,6 +40,8 @@ export interface EndpointOptions extends CommonOptions {
   logoutUrl?: string | null;
   /** Field names of the token response. Default `access_token`, `refresh_token`, `expires_in`. */
   fields?: { accessToken?: string; refreshToken?: string; expiresIn?: string };
+  /** DPoP (RFC 9449): bind the tokens to a key pair made in this tab's memory (non-extractable, shared with the other tabs over the channel, never stored); every call and refresh carries a proof, sent as `Authorization: DPoP <token>` (so no `header` or `scheme` with it). The server must answer `token_type: "DPoP"`. Default `false`. */
+  dpop?: boolean;
 }
 
 /** A keeper of an OpenID provider's sessions: its endpoints come from `<issuer>/.well-known/openid-configuration`, the login is `loginRedirect()` (Authorization Code + PKCE), refreshes are the RFC 6749 form grant. */
@@ -58,6 +60,8 @@ export interface ProviderOptions extends CommonOptions {
   authorizationParams?: Record<string, string>;
   /** Always the RFC 6749 form grant with a provider. */
   refreshStyle?: "form";
+  /** DPoP (RFC 9449), as with `EndpointOptions.dpop`; `"auto"`: on when the discovery document lists ES256 in `dpop_signing_alg_values_supported`, else Bearer. `true` with a provider that lists no ES256 fails `ready()` with `dpop_unsupported`. Default `false`. */
+  dpop?: boolean | "auto";
 }
 
 /** `loginRedirect(options)`. */
@@ -161,7 +165,7 @@ export type TokenKeeperErrorCode =
   | "invalid_option" | "invalid_argument" | "not_authenticated" | "invalid_token_response"
   | "login_failed" | "session_ended" | "refresh_unavailable" | "refresh_throttled"
   | "network_error" | "freed" | "browser_error"
-  | "discovery_failed" | "invalid_callback" | "invalid_id_token";
+  | "discovery_failed" | "invalid_callback" | "invalid_id_token" | "dpop_unsupported";
 
 /** Every error tokenkeeper throws or rejects with: a real `Error`, told apart by `isTokenKeeperError`. */
 export interface TokenKeeperError extends Error {

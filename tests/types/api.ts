@@ -51,12 +51,17 @@ const everyOption: Required<EndpointOptions> = {
   logoutUrl: "/logout",
   fields: { accessToken: "at", refreshToken: "rt", expiresIn: "ttl" },
   channel: "my-app",
+  dpop: false,
 };
 export const full = new TokenKeeper(everyOption);
 export const minimal = new TokenKeeper({ refreshUrl: "/token/refresh" });
 const either: TokenKeeperOptions[] = [everyOption, { issuer: "https://idp.example.com", clientId: "spa", redirectUri: "/cb" }];
 void either;
 new TokenKeeper({ refreshUrl: "/r", refreshStyle: "cookie", scheme: "DPoP", renewHeader: null, logoutUrl: null });
+new TokenKeeper({ refreshUrl: "/r", dpop: true });
+new TokenKeeper({ issuer: "https://idp.example.com", clientId: "spa", redirectUri: "/cb", dpop: "auto" });
+// @ts-expect-error -- "auto" follows a provider's discovery: it needs issuer
+new TokenKeeper({ refreshUrl: "/r", dpop: "auto" });
 
 // @ts-expect-error -- refreshUrl is required
 new TokenKeeper({});
@@ -256,7 +261,7 @@ async function identityProvider(): Promise<string> {
     if (isTokenKeeperError(e)) {
       const described: string | undefined = e.errorDescription;
       const code: TokenKeeperErrorCode = e.code;
-      if (code === "invalid_callback" || code === "invalid_id_token" || code === "discovery_failed") return code;
+      if (code === "invalid_callback" || code === "invalid_id_token" || code === "discovery_failed" || code === "dpop_unsupported") return code;
       void described;
     }
   }
