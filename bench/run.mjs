@@ -19,7 +19,7 @@ import { measureSize } from "./size.mjs";
 // and wasm-bindgen from cargo), also when this runs without make.
 process.env.PATH = [join(root, "node_modules/.bin"), join(homedir(), ".cargo/bin"), process.env.PATH].join(":");
 
-const SECTIONS = ["size", "startup", "overhead", "handoff", "storm", "memory", "keepers"];
+const SECTIONS = ["size", "startup", "overhead", "dpop", "handoff", "storm", "memory", "keepers"];
 const only = (process.env.BENCH_ONLY || SECTIONS.join(",")).split(",").map((s) => s.trim());
 
 /** The sizes of the runs, all bounded. */
@@ -143,6 +143,36 @@ await section("overhead", async () => {
       added_per_call_paired_median: { keeper: added(r.keeper), oauth2: added(r.oauth2) },
       cpu_us_per_call_fetch_stubbed: { plain: summary(c.plain), keeper: summary(c.keeper), oauth2: summary(c.oauth2) },
       phases_median_ms: { plain: phase("plain"), keeper: phase("keeper"), oauth2: phase("oauth2") },
+    };
+  } finally {
+    await context.close();
+    server.stop();
+  }
+});
+
+// --- 2b. DPoP's cost per call ----------------------------------------------
+await section("dpop", async () => {
+  const server = await startServer({ www, flags: ["--access-ttl", "1h", "--dpop"] });
+  const context = await browser.newContext();
+  try {
+    const page = await openIsolated(context, `${server.url}/index.html?channel=dpop`);
+    await page.evaluate(() => window.bench.login());
+    const before = await server.stats();
+    const r = await page.evaluate((n) => window.bench.dpop(n), N.overheadCalls);
+    const after = await server.stats();
+    const s = { plain: summary(r.plain), bearer: summary(r.bearer), dpop: summary(r.dpop) };
+    const paired = (xs, ys) => median(xs.map((x, i) => x - ys[i]));
+    return {
+      calls_per_variant: N.overheadCalls,
+      resource: "GET /api/data (small JSON), body read; dev server --dpop",
+      statuses: r.statuses,
+      proofs_checked_by_the_server: after.dpop_proofs - before.dpop_proofs,
+      proofs_refused: after.dpop_refused - before.dpop_refused,
+      ...s,
+      dpop_to_bearer_median: s.dpop.median / s.bearer.median,
+      dpop_to_bearer_p95: s.dpop.p95 / s.bearer.p95,
+      added_per_call_paired_median_ms: paired(r.dpop, r.bearer),
+      cpu_us_per_call_fetch_stubbed: { plain: summary(r.cpu.plain), bearer: summary(r.cpu.bearer), dpop: summary(r.cpu.dpop) },
     };
   } finally {
     await context.close();
@@ -438,6 +468,19 @@ if (O && !O.error) {
   say(`   on the network, before the request leaves / after its response arrives (median): plain ${us(P.plain.before_dispatch)} / ${us(P.plain.after_response)}, ` +
       `keeper.fetch ${us(P.keeper.before_dispatch)} / ${us(P.keeper.after_response)}, OAuth2Fetch ${us(P.oauth2.before_dispatch)} / ${us(P.oauth2.after_response)}`);
   say(`   target ≤ 1.05× plain fetch: ${x2(O.ratio_to_plain.keeper_median)} (${O.ratio_to_plain.keeper_median <= 1.05 ? "met" : "not met"}); no worse than OAuth2Fetch: ${x2(O.keeper_to_oauth2_median)} (${O.keeper_to_oauth2_median <= 1 ? "met" : "not met"})`);
+  say();
+}
+const D = results.dpop;
+if (D && !D.error) {
+  say(`2b. DPoP's cost: ${D.calls_per_variant} sequential ${D.resource} per variant, interleaved; ms`);
+  table(["", "median", "p95", "vs Bearer keeper (median)", "CPU per call, fetch stubbed (µs)"], [
+    ["plain fetch (bearer by hand)", ms(D.plain.median), ms(D.plain.p95), "—", D.cpu_us_per_call_fetch_stubbed.plain.median.toFixed(1)],
+    ["keeper.fetch, Bearer", ms(D.bearer.median), ms(D.bearer.p95), "1.00×", D.cpu_us_per_call_fetch_stubbed.bearer.median.toFixed(1)],
+    ["keeper.fetch, DPoP (proof built, signed, checked)", ms(D.dpop.median), ms(D.dpop.p95), x2(D.dpop_to_bearer_median), D.cpu_us_per_call_fetch_stubbed.dpop.median.toFixed(1)],
+  ]);
+  say(`   added per call by DPoP (paired median): ${(D.added_per_call_paired_median_ms * 1000).toFixed(0)} µs; ` +
+      `the server checked ${D.proofs_checked_by_the_server} proofs, refused ${D.proofs_refused}`);
+  say(`   (on the network the dev server's ES256 check, a debug build, is most of the difference; the CPU column is the SDK's own work: the proof built in wasm, signed by WebCrypto)`);
   say();
 }
 const T = results.storm;

@@ -125,6 +125,50 @@ window.bench = {
     return ["plain", "keeper", "oauth2"].reduce((o, k, i) => ({ ...o, [k]: { before: before[i], after: after[i] } }), {});
   },
 
+  /**
+   * What DPoP costs per call (the server runs with --dpop): `n` sequential
+   * GETs of `url` through plain fetch (bearer by hand), the page's Bearer
+   * keeper and a DPoP keeper (its own login, its own key), interleaved in
+   * rotating order, bodies read; then the CPU per call with fetch stubbed
+   * out (the proof is still built and signed: WebCrypto is real). ms, and
+   * µs per call per block.
+   */
+  async dpop(n, url = "/api/data", warmup = 50, blocks = 30, block = 100) {
+    const d = new TokenKeeper({ ...options, channel: options.channel + "-dpop", dpop: true });
+    await d.login("/login", credentials);
+    const bearer = `Bearer ${await keeper.getAccessToken()}`;
+    const variants = [() => fetch(url, { headers: { Authorization: bearer } }), () => keeper.fetch(url), () => d.fetch(url)];
+    const times = [[], [], []];
+    const statuses = [{}, {}, {}];
+    for (let i = -warmup; i < n; i++) {
+      for (const v of ORDERS[(i + warmup) % ORDERS.length]) {
+        const t0 = performance.now();
+        const res = await variants[v]();
+        await res.text();
+        const dt = performance.now() - t0;
+        statuses[v][res.status] = (statuses[v][res.status] || 0) + 1;
+        if (i >= 0) times[v].push(dt);
+      }
+    }
+    const real = window.fetch;
+    const stub = () => Promise.resolve(new Response('{"ok":true}', { headers: { "content-type": "application/json" } }));
+    const perCall = [[], [], []];
+    window.fetch = stub;
+    try {
+      for (let b = -3; b < blocks; b++) {
+        for (const v of ORDERS[(b + 3) % ORDERS.length]) {
+          const t0 = performance.now();
+          for (let i = 0; i < block; i++) await (await variants[v]()).text();
+          if (b >= 0) perCall[v].push(((performance.now() - t0) * 1000) / block);
+        }
+      }
+    } finally {
+      window.fetch = real;
+    }
+    d.free();
+    return { plain: times[0], bearer: times[1], dpop: times[2], statuses, cpu: { plain: perCall[0], bearer: perCall[1], dpop: perCall[2] } };
+  },
+
   /** `n` concurrent keeper.fetch calls; resolves with a count per status. */
   async burst(n, url = "/api/data") {
     const responses = await Promise.all(Array.from({ length: n }, () =>

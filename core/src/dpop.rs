@@ -50,20 +50,14 @@ impl core::fmt::Debug for Key {
 }
 
 /// Whether `s` is the base64url (no padding) text of exactly 32 bytes: 43
-/// characters of the alphabet, the last one's two spare bits zero.
+/// characters of the alphabet, the last one's two spare bits zero (one of
+/// the sixteen letters and digits whose value is a multiple of 4).
 fn is_coordinate(s: &str) -> bool {
     let b = s.as_bytes();
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
-    };
     b.len() == 43
-        && b.iter().all(|c| value(*c).is_some())
-        && b.last().and_then(|c| value(*c)).is_some_and(|v| v & 3 == 0)
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        && b.last().is_some_and(|c| b"AEIMQUYcgkosw048".contains(c))
 }
 
 /// The key whose public JWK has these coordinates, or `None` when they are
@@ -256,6 +250,16 @@ mod tests {
         assert!(key(X, Y).is_some());
         assert!(key(&X[1..], Y).is_none(), "42 characters");
         assert!(key(X, &alloc::format!("{Y}A")).is_none(), "44");
+        // Every last character whose spare bits are zero, and no other.
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        for (value, last) in alphabet.chars().enumerate() {
+            let x = alloc::format!("{}{last}", &X[..42]);
+            assert_eq!(key(&x, Y).is_some(), value % 4 == 0, "{last}");
+        }
+        for bad in ["+", "/", "=", " ", "."] {
+            let x = alloc::format!("{}{bad}{}", &X[..20], &X[21..]);
+            assert!(key(&x, Y).is_none(), "{bad}");
+        }
         assert!(
             key("f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEV", Y).is_none(),
             "spare bits set"
@@ -286,6 +290,8 @@ mod tests {
         );
         assert_eq!(origin("http://127.0.0.1:9"), Some("http://127.0.0.1:9"));
         assert_eq!(origin("https://a.example?x"), Some("https://a.example"));
+        assert_eq!(origin("https://a/b"), Some("https://a"), "a short host");
+        assert_eq!(origin("h://a#b"), Some("h://a"));
         assert_eq!(origin("/relative"), None);
         assert_eq!(origin("https:///p"), None);
     }
