@@ -337,3 +337,51 @@ async fn bearer_tokens_for_a_dpop_keeper_are_an_error_not_a_downgrade() {
     k.close();
     b.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_post_keeps_its_body_through_a_nonce_replay_and_a_refresh_replay() {
+    // A token that expires unseen (no exp, no expires_in), and a nonce the
+    // server rotates: the POST is sent again with its body, once for the
+    // nonce (no refresh), and once after the refresh its 401 earns.
+    setup(r#"{"dpop":true,"dpop_nonce":true,"no_expiry":true,"access_ttl_ms":1500}"#).await;
+    let k = dpop_keeper(&channel_name());
+    login(&k).await;
+    let post = || {
+        obj(&[
+            ("method", "POST".into()),
+            ("body", r#"{"x":1}"#.into()),
+            (
+                "headers",
+                obj(&[("content-type", "application/json".into())]),
+            ),
+        ])
+    };
+    let echoed = |body: &JsValue| {
+        assert_eq!(field(body, "method").as_string().as_deref(), Some("POST"));
+        assert_eq!(
+            field(body, "body").as_string().as_deref(),
+            Some(r#"{"x":1}"#)
+        );
+    };
+    let r = request("POST", &url(server(), "/admin/dpop-nonce"), Some("{}")).await;
+    assert!(r.ok());
+    let resp = kfetch(&k, &url(server(), "/api/echo"), post()).await;
+    assert_eq!(resp.status(), 200);
+    echoed(&json(&resp).await);
+    let s = stats(server()).await;
+    assert_eq!(
+        num(&s, "dpop_nonce_challenges"),
+        2.0,
+        "the login's and this one: {}",
+        stringify(&s)
+    );
+    assert_eq!(num(&s, "refresh_requests"), 0.0, "a nonce is not expiry");
+    sleep(1700).await;
+    let resp = kfetch(&k, &url(server(), "/api/echo"), post()).await;
+    assert_eq!(resp.status(), 200);
+    echoed(&json(&resp).await);
+    let s = stats(server()).await;
+    assert_eq!(num(&s, "refreshes"), 1.0, "{}", stringify(&s));
+    assert_eq!(num(&s, "reuse_detections"), 0.0);
+    k.close();
+}
