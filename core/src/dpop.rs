@@ -347,6 +347,17 @@ mod tests {
     }
 
     #[test]
+    fn decoded_reads_back_what_base64url_wrote() {
+        // `?`, `>` and `~` make the `-` and `_` of base64url.
+        for text in ["", "a", "ab", "abc", "???", ">>>", "??>>~~", "{\"htu\":\"https://a/~x?\"}"] {
+            assert_eq!(decoded(&base64url(text.as_bytes())).as_deref(), Some(text));
+        }
+        assert!(base64url(b"???").contains('_') && base64url(b">>>").contains('-'));
+        assert_eq!(decoded("a+b"), None);
+        assert_eq!(decoded("/w"), None);
+    }
+
+    #[test]
     fn ath_is_the_tokens_sha256() {
         // RFC 9449 §7.1's example access token and its ath.
         assert_eq!(
