@@ -5,6 +5,7 @@
 // As a library:
 //   import { startProvider } from "../../scripts/oidc-provider.mjs";
 //   const op = await startProvider({ appOrigin: "http://127.0.0.1:8080", accessTtl: 5 });
+//   const op = await startProvider({ appOrigin, dpopNonce: true }); // DPoP nonces required
 //   op.issuer; op.stats(); op.issued(); await op.introspect(token); op.resetStats(); await op.stop();
 // As a command (`make demo`):
 //   node scripts/oidc-provider.mjs --port 8081 --app-origin http://127.0.0.1:8080 [--access-ttl 10] [--refresh-ttl 3600]
@@ -15,10 +16,14 @@
 // and /vue/dist/, the demo's examples); after logout to those roots and
 // `${appOrigin}/logged-out/`. Refresh tokens are issued without
 // prompt=consent and rotate on every use; presenting a rotated one is answered
-// invalid_grant and revokes the whole grant. The only account is user1 with
-// password password1 (the stock dev login page accepts any password: a check
-// in front of it answers "Invalid login" instead). The confidential client
-// `introspector` exists only for introspect().
+// invalid_grant and revokes the whole grant. DPoP (RFC 9449) is accepted,
+// never required; with `dpopNonce: true` every proof must carry the
+// provider's nonce (the token endpoint answers 400 use_dpop_nonce, userinfo
+// 401 with a DPoP use_dpop_nonce challenge, both with a DPoP-Nonce header).
+// The only account is user1 with password password1 (the stock dev login
+// page accepts any password: a check in front of it answers "Invalid login"
+// instead). The confidential client `introspector` exists only for
+// introspect().
 //
 // Quiet: oidc-provider's development warnings (and its "Unsupported runtime"
 // notice on Node < 22) are dropped unless OIDC_PROVIDER_VERBOSE=1; server
@@ -72,14 +77,19 @@ function freshStats() {
     revocations: 0,
     authorize: 0,
     userinfo: { ok: 0, refused: 0 },
+    // Requests at /token and /me that carried a DPoP proof, and the
+    // use_dpop_nonce answers there (a proof without the provider's nonce).
+    dpop: { proofs: { token: 0, userinfo: 0 }, useNonce: { token: 0, userinfo: 0 } },
   };
 }
 
 /**
  * Starts the provider on 127.0.0.1:`port` (0: a free port). `appOrigin` is the
- * SPA's origin (scheme://host:port, no path); TTLs in seconds.
+ * SPA's origin (scheme://host:port, no path); TTLs in seconds. `dpopNonce`:
+ * every DPoP proof must carry a nonce the provider gave (a random secret
+ * derives them; each is good for a few minutes).
  */
-export async function startProvider({ port = 0, appOrigin, accessTtl = 5, refreshTtl = 3600 } = {}) {
+export async function startProvider({ port = 0, appOrigin, accessTtl = 5, refreshTtl = 3600, dpopNonce = false } = {}) {
   if (!appOrigin) throw new Error("startProvider: appOrigin is required");
   appOrigin = new URL(appOrigin).origin;
 
@@ -177,7 +187,8 @@ export async function startProvider({ port = 0, appOrigin, accessTtl = 5, refres
         },
       },
       userinfo: { enabled: true },
-      dPoP: { enabled: true }, // accepted, never required
+      // Accepted, never required; with dpopNonce, only with the provider's nonce.
+      dPoP: dpopNonce ? { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true } : { enabled: true },
     },
     async renderError(ctx, out) {
       ctx.type = "html";
@@ -222,6 +233,13 @@ export async function startProvider({ port = 0, appOrigin, accessTtl = 5, refres
     }
     if (ctx.method === "OPTIONS") return;
     const body = ctx.body && typeof ctx.body === "object" && !Buffer.isBuffer(ctx.body) ? ctx.body : undefined;
+    const dpopAt = ctx.path === routes.token && ctx.method === "POST" ? "token" : ctx.path === routes.userinfo ? "userinfo" : undefined;
+    if (dpopAt) {
+      if (ctx.get("DPoP")) stats.dpop.proofs[dpopAt]++;
+      const asked = dpopAt === "token" ? body?.error === "use_dpop_nonce"
+        : /^DPoP .*error="use_dpop_nonce"/i.test(ctx.response.get("WWW-Authenticate"));
+      if (asked) stats.dpop.useNonce[dpopAt]++;
+    }
     if (ctx.path === routes.token && ctx.method === "POST") {
       let grantType;
       try {
@@ -236,6 +254,7 @@ export async function startProvider({ port = 0, appOrigin, accessTtl = 5, refres
         issued.push({
           at: Date.now(),
           grant_type: grantType,
+          token_type: body.token_type,
           access_token: body.access_token,
           refresh_token: body.refresh_token,
           id_token: body.id_token,

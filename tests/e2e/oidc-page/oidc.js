@@ -1,6 +1,7 @@
 // The page of the OpenID Connect end-to-end test (served at /, /callback/ and
 // /logged-out/): one TokenKeeper per tab against a real OpenID provider whose
-// issuer the test puts in window.TK_ISSUER before any script runs. Driven from
+// issuer the test puts in window.TK_ISSUER before any script runs (and, if it
+// wants more, options in window.TK_OPTIONS, e.g. { dpop: true }). Driven from
 // Playwright through window.tk; window.tk.done (and "#status") says when this
 // page load has finished its work.
 import init, { TokenKeeper } from "/pkg/tokenkeeper.js";
@@ -40,6 +41,7 @@ try {
     // The provider's userinfo endpoint is the protected API of this test.
     allowedOrigins: [location.origin, issuer],
     channel: "oidc-e2e",
+    ...(window.TK_OPTIONS ?? {}),
   });
   tk.keeper = keeper;
   tk.userinfo = issuer + "/me";
@@ -93,6 +95,56 @@ try {
     out.push(document.cookie);
     return out;
   };
+
+  /**
+   * What another script of the origin gets from the tabs: sends a hello on
+   * the keepers' channel, as a new tab would, and resolves with the answers
+   * of the first `tabs` distinct senders (rejects after `timeoutMs`). Each
+   * answer: its type, tokens, generation and what its DPoP `key` is.
+   */
+  tk.spy = (tabs, timeoutMs = 5000) => new Promise((resolve, reject) => {
+    const channel = new BroadcastChannel("tokenkeeper:oidc-e2e");
+    const from = "spy-" + crypto.randomUUID();
+    const answers = new Map();
+    const done = (f) => {
+      clearTimeout(timer);
+      channel.close();
+      f();
+    };
+    const timer = setTimeout(() => done(() => reject(new Error(
+      `spy: ${answers.size} of ${tabs} tabs answered in ${timeoutMs} ms: ${JSON.stringify([...answers.values()])}`))), timeoutMs);
+    const pending = [];
+    channel.onmessage = (e) => {
+      const m = e.data;
+      if (!m || typeof m !== "object" || m.type === "hello" || answers.has(m.from)) return;
+      const answer = { from: m.from, type: m.type, gen: m.gen, access: m.access, refresh: m.refresh, kx: m.kx, ky: m.ky,
+                       fields: Object.keys(m).sort(), key: null };
+      answers.set(m.from, answer);
+      pending.push(describeKey(m.key).then((key) => { answer.key = key; }));
+      if (answers.size === tabs) Promise.all(pending).then(() => done(() => resolve([...answers.values()])));
+    };
+    channel.postMessage({ v: 1, type: "hello", from, gen: 0 });
+  });
+  /** Facts about a value sent as a DPoP key: a CryptoKey or not, and whether it can be exported. */
+  const describeKey = async (key) => {
+    if (key === undefined) return null;
+    if (!(key instanceof CryptoKey)) return { isCryptoKey: false, type: typeof key };
+    // The name of exportKey's error, or false when it exported the key.
+    const refusal = (format) => crypto.subtle.exportKey(format, key).then(() => false, (e) => e.name);
+    return {
+      isCryptoKey: true, extractable: key.extractable, type: key.type, usages: [...key.usages],
+      algorithm: { name: key.algorithm.name, namedCurve: key.algorithm.namedCurve },
+      exportJwk: await refusal("jwk"), exportPkcs8: await refusal("pkcs8"),
+    };
+  };
+  /** What the origin keeps where a script could read it later. */
+  tk.probe = async () => ({
+    localStorage: localStorage.length,
+    sessionStorage: sessionStorage.length,
+    indexedDB: (await indexedDB.databases()).map((d) => d.name),
+    caches: await caches.keys(),
+    cookie: document.cookie,
+  });
 
   if (location.pathname === "/callback/") {
     try {
