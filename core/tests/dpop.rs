@@ -9,6 +9,7 @@
 mod sim;
 
 use sim::*;
+use tokenkeeper_core::dpop::Proof;
 use tokenkeeper_core::keeper::{Command, Reply};
 use tokenkeeper_core::value::OptValue;
 use tokenkeeper_core::Error;
@@ -397,6 +398,131 @@ fn options_name_what_dpop_cannot_go_with() {
         ("header", OptValue::Str("X".into()))
     ])
     .is_ok());
+}
+
+/// A proof's claims.
+fn claims(proof: &Proof) -> serde_json::Value {
+    let part = proof.input.split('.').nth(1).expect("two parts");
+    serde_json::from_str(&tokenkeeper_core::dpop::decoded(part).expect("base64url")).expect("JSON")
+}
+
+/// `keeper.fetch(url)` in `tab`: the proof its token comes with.
+fn fetch_proof(w: &mut World, tab: usize, url: &str) -> Proof {
+    let call = w.call(tab, |k, now, id| k.fetch(now, id, url, "cors", "GET"));
+    match w.wait(tab, call, 1_000.0) {
+        Some(Reply::Token { proof: Some(p), .. }) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn nonces_are_kept_per_origin_the_latest_for_sixteen_origins() {
+    let origins: Vec<String> = (0..17).map(|i| format!("https://api{i}.example")).collect();
+    let allowed = OptValue::List(origins.iter().map(|o| OptValue::Str(o.clone())).collect());
+    let mut w = World::new(
+        settings(&[("dpop", OptValue::Bool(true)), ("allowedOrigins", allowed)]),
+        300.0,
+    );
+    w.server.dpop = true;
+    w.open_tab();
+    logged_in(&mut w, 0);
+    // Each origin answers with its nonce (on a success), in order.
+    for (i, origin) in origins.iter().enumerate() {
+        let url = format!("{origin}/x?q=1");
+        let nonce = format!("n-{i}");
+        let answer = tokenkeeper_core::keeper::Answered {
+            nonce: Some(&nonce),
+            ..answered(1, 200, w.now, &url)
+        };
+        let call = w.call(0, |k, now, id| k.response(now, id, answer));
+        assert_eq!(w.wait(0, call, 100.0), Some(Reply::Return));
+    }
+    // The oldest origin's nonce made room for the 17th; each other proof
+    // carries its origin's own.
+    for (i, origin) in origins.iter().enumerate() {
+        let c = claims(&fetch_proof(&mut w, 0, &format!("{origin}/y#f")));
+        let want = (i > 0).then(|| format!("n-{i}"));
+        assert_eq!(c["nonce"].as_str(), want.as_deref(), "{origin}");
+        assert_eq!(c["htu"], format!("{origin}/y"));
+    }
+    // A newer nonce replaces the one before; junk changes nothing.
+    for nonce in ["n-5b", "bad nonce", ""] {
+        let url = format!("{}/z", origins[5]);
+        let answer = tokenkeeper_core::keeper::Answered {
+            nonce: Some(nonce),
+            ..answered(1, 200, w.now, &url)
+        };
+        let call = w.call(0, |k, now, id| k.response(now, id, answer));
+        w.wait(0, call, 100.0);
+    }
+    let c = claims(&fetch_proof(&mut w, 0, &format!("{}/y", origins[5])));
+    assert_eq!(c["nonce"], "n-5b");
+}
+
+#[test]
+fn a_nonce_challenge_without_a_nonce_is_an_ordinary_401() {
+    let mut w = world(1, 300.0);
+    logged_in(&mut w, 0);
+    let url = format!("{ORIGIN}/api/me");
+    let refreshes = w.server.refresh_requests;
+    let answer = tokenkeeper_core::keeper::Answered {
+        challenge: Some(r#"DPoP error="use_dpop_nonce""#),
+        ..answered(w.tabs[0].keeper.session().generation(), 401, w.now, &url)
+    };
+    let call = w.call(0, |k, now, id| k.response(now, id, answer));
+    match w.wait(0, call, 5_000.0) {
+        Some(Reply::Replay {
+            nonce: false,
+            proof: Some(_),
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        w.server.refresh_requests,
+        refreshes + 1,
+        "no nonce to retry with: a refresh"
+    );
+}
+
+#[test]
+fn a_login_endpoints_nonce_is_its_own_origins() {
+    let mut w = world(1, 300.0);
+    w.server.dpop_nonce = Some("auth-1".into());
+    let call = w.call(0, |k, _, id| {
+        k.login(id, Ok(("https://auth.example/login".into(), "{}".into())))
+    });
+    assert_eq!(w.wait(0, call, 5_000.0), Some(Reply::Done));
+    assert_eq!(
+        w.server.nonce_challenges, 1,
+        "one retry, with the nonce of auth.example"
+    );
+    // The app's own origin has none yet: its first proof carries none.
+    let c = claims(&fetch_proof(&mut w, 0, &format!("{ORIGIN}/api")));
+    assert!(c["nonce"].is_null(), "{c}");
+}
+
+#[test]
+fn proofs_are_dated_by_the_servers_clock() {
+    // The server's clock is 50 s ahead (inside its 60 s window, so the
+    // login's proof, dated by the browser before anything was measured,
+    // passes): its token's iat tells the keeper, and every later proof
+    // says the server's time.
+    let mut w = world(1, 300.0);
+    w.server.clock_ahead_ms = 50_000.0;
+    logged_in(&mut w, 0);
+    for _ in 0..3 {
+        let c = claims(&fetch_proof(&mut w, 0, &format!("{ORIGIN}/api")));
+        let iat = c["iat"].as_f64().unwrap();
+        let server_now = (w.now + 50_000.0) / 1000.0;
+        assert!(
+            (iat - server_now).abs() <= 2.0,
+            "iat {iat}, server {server_now}"
+        );
+        w.run_for(10_000.0);
+    }
+    assert_eq!(w.api_call(0, 5_000.0), Ok(200));
+    assert_eq!(w.server.proofs_refused, 0, "{:?}", w.server.refused_why);
 }
 
 // ----- with an OpenID provider ----------------------------------------------

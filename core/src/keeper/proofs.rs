@@ -138,10 +138,8 @@ impl Keeper {
 
     /// A server at `url` gave `nonce` (a `DPoP-Nonce` header): the next
     /// proof to its origin carries it. Anything that is no nonce is ignored.
+    /// (A keeper without DPoP keeps them too, unused: a few entries.)
     pub fn handle_nonce(&mut self, url: &str, nonce: &str) {
-        if !self.dpop_on() || self.freed {
-            return;
-        }
         let (Some(origin), Some(nonce)) = (dpop::origin(url), dpop::nonce(nonce)) else {
             return;
         };
