@@ -525,6 +525,76 @@ fn proofs_are_dated_by_the_servers_clock() {
     assert_eq!(w.server.proofs_refused, 0, "{:?}", w.server.refused_why);
 }
 
+#[test]
+fn only_a_nonce_answer_earns_the_token_endpoints_one_retry() {
+    // A nonce is known (the login's answer carried it); other refusals and
+    // failures are sent once, as they are without DPoP.
+    for (fault, what) in [
+        (Fault::Status(503, None, None), "a 503"),
+        (Fault::Status(400, Some("invalid_grant"), None), "a refusal"),
+        (
+            Fault::Status(400, Some("invalid_dpop_proof"), None),
+            "a refused proof",
+        ),
+        (
+            Fault::Status(401, Some("use_dpop_nonce"), None),
+            "a nonce error with another status",
+        ),
+    ] {
+        let mut w = world(1, 300.0);
+        w.server.dpop_nonce = Some("n".into());
+        logged_in(&mut w, 0);
+        w.server.faults.push_back(fault);
+        let before = w.server.refresh_requests;
+        let _ = w.call(0, |k, now, id| k.refresh(now, id));
+        w.run_for(200.0);
+        assert_eq!(w.server.refresh_requests, before + 1, "{what}: sent once");
+    }
+}
+
+#[test]
+fn each_call_gets_the_proof_of_its_own_request() {
+    // Calls wait together for one refresh; each proof names its own
+    // method and URL, and a call that fails leaves nothing behind.
+    let mut w = world(1, 120.0);
+    logged_in(&mut w, 0);
+    let expires = w.tabs[0].keeper.session().expires_at().unwrap();
+    w.run_until(expires + 1.0);
+    w.server.faults.push_back(Fault::Drop);
+    let urls: Vec<String> = (0..4).map(|i| format!("{ORIGIN}/api/{i}")).collect();
+    let methods = ["GET", "POST", "PUT", "DELETE"];
+    let calls: Vec<_> = urls
+        .iter()
+        .zip(methods)
+        .map(|(u, m)| w.call(0, |k, now, id| k.fetch(now, id, u, "cors", m)))
+        .collect();
+    w.run_for(30_000.0);
+    for ((call, url), method) in calls.iter().zip(&urls).zip(methods) {
+        match w.reply(0, *call) {
+            Some(Reply::Token { proof: Some(p), .. }) => {
+                let c = claims(&p);
+                assert_eq!(c["htu"], url.as_str());
+                assert_eq!(c["htm"], method);
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    // A call that fails (the token expired, the endpoint down) keeps no
+    // request waiting.
+    w.server
+        .faults
+        .extend(std::iter::repeat_n(Fault::Status(503, None, None), 50));
+    let expires = w.tabs[0].keeper.session().expires_at().unwrap();
+    w.run_until(expires + 1.0);
+    let call = w.call(0, |k, now, id| k.fetch(now, id, &urls[0], "cors", "GET"));
+    match w.wait(0, call, 120_000.0) {
+        Some(Reply::Failed(e)) => assert_eq!(e.code(), "refresh_unavailable"),
+        other => panic!("{other:?}"),
+    }
+    let debug = format!("{:?}", w.tabs[0].keeper);
+    assert!(debug.contains("requests: []"), "{debug}");
+}
+
 // ----- with an OpenID provider ----------------------------------------------
 
 fn discovery(dpop_algs: Option<&str>) -> OptValue {
