@@ -1129,6 +1129,7 @@ impl Keeper {
         for p in core::mem::take(&mut self.after_discovery) {
             self.settle(p.call(), Reply::Failed(Error::Freed));
         }
+        self.free_keys();
     }
 
     // ----- browser inputs -------------------------------------------------

@@ -10,7 +10,7 @@ mod sim;
 
 use sim::*;
 use tokenkeeper_core::dpop::Proof;
-use tokenkeeper_core::keeper::{Command, Reply};
+use tokenkeeper_core::keeper::{CallId, Command, Reply};
 use tokenkeeper_core::value::OptValue;
 use tokenkeeper_core::Error;
 
@@ -593,6 +593,49 @@ fn each_call_gets_the_proof_of_its_own_request() {
     }
     let debug = format!("{:?}", w.tabs[0].keeper);
     assert!(debug.contains("requests: []"), "{debug}");
+}
+
+#[test]
+fn a_key_is_taken_only_by_the_call_waiting_for_it() {
+    let mut w = world(1, 300.0);
+    let (x, y) = coordinates(99);
+    let now = w.now;
+    // No call waits for a key.
+    assert_eq!(
+        w.tabs[0].keeper.key_made(now, CallId(77), Some((&x, &y))),
+        None
+    );
+    // A login waits for one: it takes the first, not a second.
+    let call = w.call(0, |k, _, id| {
+        k.login(id, Ok((format!("{ORIGIN}/login"), "{}".into())))
+    });
+    let first = w.tabs[0].keeper.key_made(now, call, Some((&x, &y)));
+    assert!(first.is_some());
+    let (x2, y2) = coordinates(100);
+    assert_eq!(
+        w.tabs[0].keeper.key_made(now, call, Some((&x2, &y2))),
+        None,
+        "a second key"
+    );
+    w.tabs[0]
+        .keys
+        .push((first.clone().unwrap(), first.clone().unwrap()));
+    w.drain(0);
+    assert_eq!(w.wait(0, call, 5_000.0), Some(Reply::Done));
+    assert_eq!(session_key(&w, 0), first);
+    // After free(), nothing is taken.
+    let call = w.call(0, |k, _, id| {
+        k.login(id, Ok((format!("{ORIGIN}/login"), "{}".into())))
+    });
+    w.tabs[0].keeper.free();
+    w.drain(0);
+    assert_eq!(w.tabs[0].keeper.key_made(now, call, Some((&x2, &y2))), None);
+    assert_eq!(
+        w.reply(0, call),
+        Some(Reply::Failed(Error::Freed)),
+        "the waiting login ends"
+    );
+    assert!(w.tabs[0].keys.is_empty(), "free() drops every key");
 }
 
 // ----- with an OpenID provider ----------------------------------------------

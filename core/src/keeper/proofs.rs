@@ -365,6 +365,26 @@ impl Keeper {
         }
     }
 
+    /// `free()`: the logins and code exchanges that wait for a key end
+    /// (the key would come to a keeper that does nothing more), and the
+    /// executor keeps no key.
+    pub(super) fn free_keys(&mut self) {
+        for login in core::mem::take(&mut self.proofs.logins) {
+            self.settle(login.call, Reply::Failed(Error::Freed));
+        }
+        let waiting: Vec<CallId> = self
+            .exchanges
+            .iter()
+            .filter(|e| self.exchange_waits_for_key(e.call))
+            .map(|e| e.call)
+            .collect();
+        for call in waiting {
+            self.drop_exchange(call);
+            self.settle(call, Reply::Failed(Error::Freed));
+        }
+        self.prune_keys();
+    }
+
     /// Drops every key the executor holds that nothing uses any more: not
     /// the session's, not a login's or an exchange's in flight.
     pub(super) fn prune_keys(&mut self) {
