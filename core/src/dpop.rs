@@ -349,7 +349,16 @@ mod tests {
     #[test]
     fn decoded_reads_back_what_base64url_wrote() {
         // `?`, `>` and `~` make the `-` and `_` of base64url.
-        for text in ["", "a", "ab", "abc", "???", ">>>", "??>>~~", "{\"htu\":\"https://a/~x?\"}"] {
+        for text in [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "???",
+            ">>>",
+            "??>>~~",
+            "{\"htu\":\"https://a/~x?\"}",
+        ] {
             assert_eq!(decoded(&base64url(text.as_bytes())).as_deref(), Some(text));
         }
         assert!(base64url(b"???").contains('_') && base64url(b">>>").contains('-'));

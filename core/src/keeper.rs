@@ -881,10 +881,9 @@ impl Keeper {
             return;
         }
         let key = match self.login_answered(now, call, refused) {
-            // Sent again with the nonce the endpoint asked for.
-            None if self.proofs.logins.iter().any(|l| l.call == call) => return,
-            None => None,
-            Some(key) => Some(key),
+            proofs::LoginAnswer::Resent => return,
+            proofs::LoginAnswer::Plain => None,
+            proofs::LoginAnswer::Done(key) => Some(key),
         };
         // (`retain`, not `remove`: nothing here may panic.)
         let mut exchange = None;

@@ -305,6 +305,25 @@ fn a_token_endpoint_nonce_earns_one_retry_of_the_same_request() {
 }
 
 #[test]
+fn a_login_is_sent_again_once_only() {
+    // A server that wants a new nonce with every proof: the login's one
+    // retry is refused too, and the login fails with the endpoint's answer.
+    let mut w = world(1, 300.0);
+    w.server.dpop_nonce = Some("n".into());
+    w.server.nonce_every_proof = true;
+    match w.password_login(0) {
+        Some(Reply::Failed(Error::LoginFailed {
+            status: 400,
+            oauth_error,
+            ..
+        })) => assert_eq!(oauth_error.as_deref(), Some("use_dpop_nonce")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.server.nonce_challenges, 2, "the login and its one retry");
+    assert!(w.tabs[0].keys.is_empty(), "its key went with it");
+}
+
+#[test]
 fn a_resource_nonce_is_not_expiry() {
     let mut w = world(1, 300.0);
     logged_in(&mut w, 0);
@@ -342,6 +361,8 @@ fn without_webcrypto_a_dpop_login_fails_typed_and_set_tokens_is_refused() {
         other => panic!("{other:?}"),
     }
     assert!(!w.tabs[0].authenticated());
+    let debug = format!("{:?}", w.tabs[0].keeper);
+    assert!(debug.contains("logins: []"), "the login is gone: {debug}");
     let now = w.now;
     let grant = w.server.issue(now);
     let e = w.tabs[0].keeper.set_tokens(now, grant).unwrap_err();

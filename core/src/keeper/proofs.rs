@@ -15,6 +15,16 @@ use alloc::vec::Vec;
 /// The most origins whose nonce is kept (the oldest goes first).
 pub const MAX_NONCE_ORIGINS: usize = 16;
 
+/// What became of a `login()`'s answer.
+pub(super) enum LoginAnswer {
+    /// A login without DPoP.
+    Plain,
+    /// Sent again with the nonce the endpoint asked for.
+    Resent,
+    /// A DPoP login's answer, to be taken (its tokens bound to the key).
+    Done(Option<Key>),
+}
+
 /// A `fetch()` waiting for its token: what its proof will say.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Request {
@@ -294,32 +304,28 @@ impl Keeper {
         Some(jkt)
     }
 
-    /// The answer to a DPoP `login()`: sent again once when it asks for a
-    /// nonce (`None` then), else the login and the tokens' key.
+    /// The answer to `login()`'s `call`: a DPoP login is sent again once
+    /// when the answer asks for a nonce; otherwise it ends, with its key.
     pub(super) fn login_answered(
         &mut self,
         now: f64,
         call: CallId,
         status: Option<(u16, Option<&str>)>,
-    ) -> Option<Option<Key>> {
-        let login = self.proofs.logins.iter().find(|l| l.call == call)?.clone();
+    ) -> LoginAnswer {
+        let Some(login) = self.proofs.logins.iter().find(|l| l.call == call).cloned() else {
+            return LoginAnswer::Plain;
+        };
         if let Some((status, error)) = status {
             if !login.retried && self.wants_nonce(&login.url, status, error) {
-                let again = Login {
-                    retried: true,
-                    ..login
-                };
-                self.send_login(now, &again);
-                for l in self.proofs.logins.iter_mut() {
-                    if l.call == call {
-                        l.retried = true;
-                    }
+                self.send_login(now, &login);
+                for l in self.proofs.logins.iter_mut().filter(|l| l.call == call) {
+                    l.retried = true;
                 }
-                return None;
+                return LoginAnswer::Resent;
             }
         }
         self.proofs.logins.retain(|l| l.call != call);
-        Some(login.key)
+        LoginAnswer::Done(login.key)
     }
 
     /// A token response's `token_type` against what was asked for: DPoP

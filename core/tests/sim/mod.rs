@@ -113,6 +113,8 @@ pub struct Server {
     /// tokens are JWTs whose `iat` says so, and proofs' `iat` are checked
     /// against it.
     pub clock_ahead_ms: f64,
+    /// A new nonce after every proof (a server that keeps asking).
+    pub nonce_every_proof: bool,
 }
 
 /// A proof as the executor sent it: the signing input, signed by the key
@@ -263,6 +265,9 @@ impl Server {
             Some(a) if claims["ath"] != dpop::ath(a).as_str() => return ProofCheck::Bad("ath"),
             None if !claims["ath"].is_null() => return ProofCheck::Bad("ath on a token request"),
             _ => {}
+        }
+        if self.nonce_every_proof {
+            self.dpop_nonce = self.dpop_nonce.take().map(|n| format!("{n}+"));
         }
         if let Some(n) = &self.dpop_nonce {
             if claims["nonce"] != n.as_str() {
