@@ -694,6 +694,12 @@ fn provider_world(dpop: OptValue, algs: Option<&str>) -> World {
 
 /// A login by redirect: the provider's code, the callback handled.
 fn redirect_login(w: &mut World) -> Reply {
+    let call = start_redirect_login(w);
+    w.wait(0, call, 5_000.0).expect("handleRedirect settles")
+}
+
+/// A login by redirect up to its callback: the `handleRedirect()` call.
+fn start_redirect_login(w: &mut World) -> CallId {
     let random: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(31)).collect();
     let call = w.call(0, |k, now, id| {
         k.login_redirect(now, id, "/", &random, &OptValue::Undefined)
@@ -716,8 +722,34 @@ fn redirect_login(w: &mut World) -> Reply {
         Some(&tokenkeeper_core::wire::transaction_json(&tx)),
         1 << 16,
     );
-    let call = w.call(0, |k, now, id| k.handle_redirect(now, id, &href, &stored));
-    w.wait(0, call, 5_000.0).expect("handleRedirect settles")
+    w.call(0, |k, now, id| k.handle_redirect(now, id, &href, &stored))
+}
+
+#[test]
+fn a_code_exchange_takes_one_key_once() {
+    let mut w = provider_world(OptValue::Bool(true), Some(r#"["ES256"]"#));
+    let call = start_redirect_login(&mut w);
+    // The key is made, the exchange goes out: a second key for the same
+    // call is not taken (it would send the code twice).
+    w.run_for(5.0);
+    let (x, y) = coordinates(500);
+    let now = w.now;
+    assert_eq!(w.tabs[0].keeper.key_made(now, call, Some((&x, &y))), None);
+    assert!(matches!(
+        w.wait(0, call, 5_000.0),
+        Some(Reply::Redirected(Some(_)))
+    ));
+    assert_eq!(w.server.exchanges, 1);
+    // Without WebCrypto the callback fails typed, and nothing waits on.
+    let mut w = provider_world(OptValue::Bool(true), Some(r#"["ES256"]"#));
+    w.tabs[0].no_crypto = true;
+    match redirect_login(&mut w) {
+        Reply::Failed(e) => assert_eq!(e.code(), "dpop_unsupported"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.server.exchanges, 0, "the code was never sent");
+    let debug = format!("{:?}", w.tabs[0].keeper);
+    assert!(debug.contains("exchanges: []"), "{debug}");
 }
 
 #[test]
