@@ -74,7 +74,7 @@ fn simulate(first: u64, count: u64) -> Stats {
          {} steps, {} invariant checks ({} invariants), {} refreshes, {} API requests, \
          {} faults, {} families revoked by reuse detection ({} of them without locks; the rest \
          after a lost response), {} grace reuses, {} app calls, \
-         {:.0} simulated hours",
+         {:.0} simulated hours; {} schedules with DPoP: {} keys made, {} proofs accepted, {} nonces asked for",
         count as f64 / secs,
         total.steps,
         total.steps * Invariant::ALL.len() as u64,
@@ -87,6 +87,10 @@ fn simulate(first: u64, count: u64) -> Stats {
         total.grace_reuses,
         total.calls,
         total.simulated_ms / 3_600_000.0,
+        total.dpop_schedules,
+        total.keys_made,
+        total.proofs,
+        total.nonce_challenges,
     );
     total
 }
@@ -101,6 +105,10 @@ fn add(total: &mut Stats, st: &Stats) {
     total.grace_reuses += st.grace_reuses;
     total.calls += st.calls;
     total.simulated_ms += st.simulated_ms;
+    total.dpop_schedules += st.dpop_schedules;
+    total.keys_made += st.keys_made;
+    total.proofs += st.proofs;
+    total.nonce_challenges += st.nonce_challenges;
 }
 
 /// Replays `seed` with its trace and fails with it.
