@@ -1022,16 +1022,17 @@ impl Keeper {
             return self.settle(call, Reply::Return);
         }
         // A resource that wants a DPoP nonce refused the proof, not the
-        // token: the request goes again once with the nonce, no refresh.
+        // token: the request goes again once with the nonce, and never
+        // costs a refresh — unless the token expired meanwhile too (a tab
+        // back from a freeze): then it is the ordinary 401's.
         let nonce_asked = answered.challenge.is_some_and(crate::dpop::asks_for_nonce);
-        if nonce_asked
-            && !answered.nonce_replayed
-            && !answered.replayed
-            && answered.replayable
-            && self.dpop_on()
-            && self.nonce_known(answered.url)
-        {
-            return self.settle_nonce_replay(now, call, &answered);
+        if nonce_asked && self.dpop_on() && !self.session.is_expired(now) {
+            if !answered.nonce_replayed && answered.replayable && self.nonce_known(answered.url) {
+                return self.settle_nonce_replay(now, call, &answered);
+            }
+            // Asked again after its one retry, or with no nonce to send:
+            // the app gets the answer.
+            return self.settle(call, Reply::Return);
         }
         if answered.replayed {
             self.expired(ExpiredReason::RejectedAfterRefresh, answered.url);

@@ -481,29 +481,78 @@ fn nonces_are_kept_per_origin_the_latest_for_sixteen_origins() {
 }
 
 #[test]
-fn a_nonce_challenge_without_a_nonce_is_an_ordinary_401() {
+fn a_nonce_challenge_never_costs_a_refresh() {
     let mut w = world(1, 300.0);
     logged_in(&mut w, 0);
     let url = format!("{ORIGIN}/api/me");
     let refreshes = w.server.refresh_requests;
-    let answer = tokenkeeper_core::keeper::Answered {
-        challenge: Some(r#"DPoP error="use_dpop_nonce""#),
-        ..answered(w.tabs[0].keeper.session().generation(), 401, w.now, &url)
+    let gen = w.tabs[0].keeper.session().generation();
+    let challenge = Some(r#"DPoP error="use_dpop_nonce""#);
+    // No nonce came with it: nothing to send again with; the app gets it.
+    let bare = tokenkeeper_core::keeper::Answered {
+        challenge,
+        ..answered(gen, 401, w.now, &url)
     };
-    let call = w.call(0, |k, now, id| k.response(now, id, answer));
+    let call = w.call(0, |k, now, id| k.response(now, id, bare));
+    assert_eq!(w.wait(0, call, 5_000.0), Some(Reply::Return));
+    // Asked again after the one nonce replay: the app gets it too.
+    let again = tokenkeeper_core::keeper::Answered {
+        challenge,
+        nonce: Some("n-2"),
+        nonce_replayed: true,
+        ..answered(gen, 401, w.now, &url)
+    };
+    let call = w.call(0, |k, now, id| k.response(now, id, again));
+    assert_eq!(w.wait(0, call, 5_000.0), Some(Reply::Return));
+    // After a refresh's replay, a nonce still earns its one replay.
+    let after_refresh = tokenkeeper_core::keeper::Answered {
+        challenge,
+        nonce: Some("n-3"),
+        replayed: true,
+        ..answered(gen, 401, w.now, &url)
+    };
+    let call = w.call(0, |k, now, id| k.response(now, id, after_refresh));
+    assert!(matches!(
+        w.wait(0, call, 5_000.0),
+        Some(Reply::Replay { nonce: true, .. })
+    ));
+    assert_eq!(
+        w.server.refresh_requests, refreshes,
+        "no refresh for a nonce"
+    );
+    assert!(w.tabs[0].events_of("expired").is_empty());
+}
+
+#[test]
+fn a_nonce_challenge_to_an_expired_token_is_an_ordinary_401() {
+    // A tab frozen past its token's expiry hears the resource's nonce
+    // challenge only now: the token is expired, so a refresh comes first
+    // (seed 3440 of the simulator with nonces).
+    let mut w = world(1, 120.0);
+    logged_in(&mut w, 0);
+    let url = format!("{ORIGIN}/api/me");
+    let gen = w.tabs[0].keeper.session().generation();
+    let old = w.tabs[0].keeper.session().tokens().unwrap().access.clone();
+    let sent = w.now;
+    w.tabs[0].frozen = true;
+    w.run_for(600_000.0);
+    w.tabs[0].frozen = false;
+    let refreshes = w.server.refresh_requests;
+    let late = tokenkeeper_core::keeper::Answered {
+        challenge: Some(r#"DPoP error="use_dpop_nonce""#),
+        nonce: Some("n-1"),
+        ..answered(gen, 401, sent, &url)
+    };
+    let call = w.call(0, |k, now, id| k.response(now, id, late));
     match w.wait(0, call, 5_000.0) {
         Some(Reply::Replay {
             nonce: false,
+            access,
             proof: Some(_),
-            ..
-        }) => {}
+        }) => assert_ne!(access, old, "a new token"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        w.server.refresh_requests,
-        refreshes + 1,
-        "no nonce to retry with: a refresh"
-    );
+    assert_eq!(w.server.refresh_requests, refreshes + 1);
 }
 
 #[test]

@@ -256,24 +256,10 @@ impl Shape {
         // without DPoP is the one it was before DPoP was modelled.
         let mut own = Rng(rng.0 ^ 0xd1b5_4a32_d192_ed03);
         shape.dpop = own.chance(0.3);
-        shape.dpop_nonce = own.chance(0.5) && shape.dpop && nonce_shapes();
+        // Half of them against a server that demands nonces.
+        shape.dpop_nonce = own.chance(0.5) && shape.dpop;
         shape
     }
-}
-
-/// Whether a DPoP schedule's server may demand nonces (half of them do):
-/// with `SIM_DPOP_NONCE=1`. Off by default until the keeper handles them:
-/// against it as it is (b72218c), 3 of the first 10,000 seeds break an
-/// invariant with them — 3440 and 4267 break 2 (a resource's
-/// `use_dpop_nonce` answering a request sent before a freeze earns a nonce
-/// replay with the token that expired meanwhile: `settle_nonce_replay`
-/// does not refresh an expired token first, as the ordinary replay does),
-/// and 6335 breaks 3 (a second `use_dpop_nonce`, the nonce changed while
-/// the nonce replay travelled, earns a refresh). Replay one with
-/// `SIM_DPOP_NONCE=1 SIM_SEED=3440 make simulate`.
-pub fn nonce_shapes() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("SIM_DPOP_NONCE").is_ok_and(|v| v.trim() == "1"))
 }
 
 /// An invariant broken, where and how.
