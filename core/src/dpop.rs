@@ -26,6 +26,7 @@
 
 use crate::oidc::base64url;
 use crate::sha256::sha256;
+use crate::token::base64url_decode;
 use crate::wire::string;
 use alloc::string::String;
 
@@ -49,15 +50,9 @@ impl core::fmt::Debug for Key {
     }
 }
 
-/// Whether `s` is the base64url (no padding) text of exactly 32 bytes: 43
-/// characters of the alphabet, the last one's two spare bits zero (one of
-/// the sixteen letters and digits whose value is a multiple of 4).
+/// Whether `s` is the base64url (no padding) text of exactly 32 bytes.
 fn is_coordinate(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 43
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
-        && b.last().is_some_and(|c| b"AEIMQUYcgkosw048".contains(c))
+    base64url_decode(s.as_bytes()).is_some_and(|b| b.len() == 32)
 }
 
 /// The key whose public JWK has these coordinates, or `None` when they are
@@ -214,26 +209,7 @@ pub const USE_DPOP_NONCE: &str = "use_dpop_nonce";
 
 /// The base64url text decoded as UTF-8 (for tests and the docs' example).
 pub fn decoded(text: &str) -> Option<String> {
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = alloc::vec::Vec::with_capacity(text.len() * 3 / 4);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(v);
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(base64url_decode(text.as_bytes())?).ok()
 }
 
 #[cfg(test)]

@@ -885,16 +885,7 @@ impl Keeper {
             proofs::LoginAnswer::Plain => None,
             proofs::LoginAnswer::Done(key) => Some(key),
         };
-        // (`retain`, not `remove`: nothing here may panic.)
-        let mut exchange = None;
-        self.exchanges.retain(|e| {
-            let this = exchange.is_none() && e.call == call;
-            if this {
-                exchange = Some(e.clone());
-            }
-            !this
-        });
-        if let Some(exchange) = exchange {
+        if let Some(exchange) = take_first(&mut self.exchanges, |e| e.call == call) {
             return self.exchanged(now, exchange, answer);
         }
         let (grant, timing) = match answer {
@@ -1011,8 +1002,8 @@ impl Keeper {
     /// The answer to a request sent with a token: adopts a renewed token,
     /// and decides what a 401 calls for. Settles with [`Reply::Return`] or
     /// [`Reply::Replay`] (after a refresh, when one is needed).
-    pub fn response(&mut self, now: f64, call: CallId, answered: Answered<'_>) {
-        if let Some(access) = answered.renewed.clone() {
+    pub fn response(&mut self, now: f64, call: CallId, mut answered: Answered<'_>) {
+        if let Some(access) = answered.renewed.take() {
             self.adopt_renewal(now, access, answered.server_date, answered.sent_at);
         }
         if let Some(nonce) = answered.nonce {
@@ -1028,7 +1019,7 @@ impl Keeper {
         let nonce_asked = answered.challenge.is_some_and(crate::dpop::asks_for_nonce);
         if nonce_asked && self.dpop_on() && !self.session.is_expired(now) {
             if !answered.nonce_replayed && answered.replayable && self.nonce_known(answered.url) {
-                return self.settle_nonce_replay(now, call, &answered);
+                return self.settle_replay(now, call, answered.url, answered.method, true);
             }
             // Asked again after its one retry, or with no nonce to send:
             // the app gets the answer.
@@ -1049,7 +1040,7 @@ impl Keeper {
             // (Unless the current token expired meanwhile too — a tab back
             // from a freeze: then a refresh first.)
             After401::ReplayWithCurrent if !self.session.is_expired(now) => {
-                self.settle_replay(now, call, answered.url, answered.method)
+                self.settle_replay(now, call, answered.url, answered.method, false)
             }
             After401::ReplayWithCurrent | After401::RefreshThenReplay => {
                 let url = answered.url.into();
@@ -1765,7 +1756,7 @@ impl Keeper {
             }
             (Waiter::Refresh(call), Ok(_)) => self.settle(call, Reply::Done),
             (Waiter::Replay { call, url, method }, Ok(_)) => {
-                self.settle_replay(now, call, &url, &method)
+                self.settle_replay(now, call, &url, &method, false)
             }
             (Waiter::Replay { call, url, .. }, Err(_)) => {
                 self.expired(ExpiredReason::RefreshFailed, &url);
@@ -1925,40 +1916,23 @@ impl Keeper {
         self.settle(call, reply);
     }
 
-    fn settle_replay(&mut self, now: f64, call: CallId, url: &str, method: &str) {
-        match self.session.tokens() {
-            Some(t) => {
-                let access = t.access.clone();
-                let proof = self.session_proof(now, method, url, Some(&access));
-                self.settle(
-                    call,
-                    Reply::Replay {
-                        access,
-                        proof,
-                        nonce: false,
-                    },
-                );
-            }
-            None => {
-                self.expired(ExpiredReason::NoSession, url);
-                self.settle(call, Reply::Return);
-            }
-        }
-    }
-
-    /// The replay a resource's `use_dpop_nonce` earns: the current token,
-    /// a proof with the nonce.
-    fn settle_nonce_replay(&mut self, now: f64, call: CallId, answered: &Answered<'_>) {
+    /// A replay with the current token (and a DPoP session's proof): after
+    /// a 401, or the one a resource's `use_dpop_nonce` earns (`nonce`). With
+    /// no session left the app gets the answer (told it expired, after a 401).
+    fn settle_replay(&mut self, now: f64, call: CallId, url: &str, method: &str, nonce: bool) {
         let Some(access) = self.session.tokens().map(|t| t.access.clone()) else {
+            if !nonce {
+                self.expired(ExpiredReason::NoSession, url);
+            }
             return self.settle(call, Reply::Return);
         };
-        let proof = self.session_proof(now, answered.method, answered.url, Some(&access));
+        let proof = self.session_proof(now, method, url, Some(&access));
         self.settle(
             call,
             Reply::Replay {
                 access,
                 proof,
-                nonce: true,
+                nonce,
             },
         );
     }
@@ -1996,6 +1970,20 @@ impl Keeper {
         }
         id
     }
+}
+
+/// Takes the first element of `list` that `matches` out of it. (`retain`,
+/// not `remove`: nothing here may panic.)
+fn take_first<T: Clone>(list: &mut Vec<T>, matches: impl Fn(&T) -> bool) -> Option<T> {
+    let mut found = None;
+    list.retain(|e| {
+        let this = found.is_none() && matches(e);
+        if this {
+            found = Some(e.clone());
+        }
+        !this
+    });
+    found
 }
 
 impl Phase {

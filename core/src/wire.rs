@@ -528,7 +528,7 @@ fn reply(w: &mut Writer, reply: &Reply, settings: &Settings) {
                 .num("g", *generation as f64)
                 .str("a", access)
                 .str("p", &prefix(settings, proof.as_ref()));
-            proof_field(w, proof.as_ref());
+            proof_field(w, "d", proof.as_ref());
         }
         Reply::Return => {
             w.str("r", "return");
@@ -541,7 +541,7 @@ fn reply(w: &mut Writer, reply: &Reply, settings: &Settings) {
             w.str("r", "replay")
                 .str("a", access)
                 .str("p", &prefix(settings, proof.as_ref()));
-            proof_field(w, proof.as_ref());
+            proof_field(w, "d", proof.as_ref());
             if *nonce {
                 w.bool("n", true);
             }
@@ -572,11 +572,12 @@ fn prefix(settings: &Settings, proof: Option<&Proof>) -> String {
     }
 }
 
-/// `"d": {"k": thumbprint, "s": signing input}`: a proof for the executor
-/// to sign with the key it keeps under the thumbprint, and send as `DPoP`.
-fn proof_field(w: &mut Writer, proof: Option<&Proof>) {
+/// `key: {"k": thumbprint, "s": signing input}`: a proof for the executor
+/// to sign with the key it keeps under the thumbprint, and send as `DPoP`
+/// (`"d"` beside a reply's token, `"p"` in a token request).
+fn proof_field(w: &mut Writer, key: &str, proof: Option<&Proof>) {
     if let Some(p) = proof {
-        w.open("d").str("k", &p.jkt).str("s", &p.input).close();
+        w.open(key).str("k", &p.jkt).str("s", &p.input).close();
     }
 }
 
@@ -721,9 +722,7 @@ fn post(
     w.close();
     w.str("b", body)
         .str("cr", if include { "include" } else { "same-origin" });
-    if let Some(p) = proof {
-        w.open("p").str("k", &p.jkt).str("s", &p.input).close();
-    }
+    proof_field(&mut w, "p", proof);
     w.done()
 }
 

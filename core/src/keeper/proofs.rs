@@ -200,15 +200,7 @@ impl Keeper {
     }
 
     fn take_request(&mut self, call: CallId) -> Option<Request> {
-        let mut found = None;
-        self.proofs.requests.retain(|r| {
-            let this = found.is_none() && r.call == call;
-            if this {
-                found = Some(r.clone());
-            }
-            !this
-        });
-        found
+        super::take_first(&mut self.proofs.requests, |r| r.call == call)
     }
 
     /// A `fetch()` call ended some other way.
