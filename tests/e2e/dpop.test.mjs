@@ -18,10 +18,11 @@ import { createHash, generateKeyPairSync, randomBytes, sign } from "node:crypto"
 import { join } from "node:path";
 import { root, startServer, launch, sleep } from "./lib.mjs";
 import { startProvider } from "../../scripts/oidc-provider.mjs";
+import { WAIT, appPages, burstAll, clean } from "./oidc-lib.mjs";
 
 const ACCESS_TTL = 4; // seconds
-const WAIT = { timeout: 10_000 };
 let server, base, op, browser;
+let appContext, settled, openTab, kick, reach, atLoginPage, atApp, state, refreshesAccountedFor;
 
 before(async () => {
   // The provider's client must know the page's origin: the page server first.
@@ -29,6 +30,7 @@ before(async () => {
   base = server.url;
   op = await startProvider({ appOrigin: base, accessTtl: ACCESS_TTL, dpopNonce: true });
   browser = await launch();
+  ({ appContext, settled, openTab, kick, reach, atLoginPage, atApp, state, refreshesAccountedFor } = appPages({ browser, base, op }));
 });
 
 after(async () => {
@@ -43,65 +45,7 @@ const pathOf = (url) => new URL(url).pathname;
 const thumbprint = (x, y) => b64url(createHash("sha256").update(JSON.stringify({ crv: "P-256", kty: "EC", x, y })).digest());
 
 // ---------------------------------------------------------------------------
-// Pages of the app (tests/e2e/oidc-page/), as in oidc.test.mjs.
-
-/** A browser context whose pages know the issuer and the keeper's extra options before any script runs. */
-async function appContext(options) {
-  const context = await browser.newContext();
-  await context.addInitScript(`window.TK_ISSUER = ${JSON.stringify(op.issuer)}; window.TK_OPTIONS = ${JSON.stringify(options)};`);
-  return context;
-}
-
-/** Waits until this page load of the app has done its work (window.tk.done). */
-async function settled(page) {
-  await page.waitForFunction(() => window.tk?.done === true, null, WAIT);
-  const error = await page.evaluate(() => window.tk.error);
-  assert.equal(error, undefined, `the page failed: ${JSON.stringify(error)}`);
-}
-
-/** A new tab at `path`, loaded and settled; it records its page errors. */
-async function openTab(context, path = "/") {
-  const page = await context.newPage();
-  page.pageErrors = [];
-  page.on("pageerror", (e) => page.pageErrors.push(String(e)));
-  await page.goto(base + path);
-  await settled(page);
-  return page;
-}
-
-/** Runs `fn` in the page without waiting for what it starts (it navigates away). */
-async function kick(page, fn, arg) {
-  try {
-    await page.evaluate(fn, arg);
-  } catch (e) {
-    if (!/Execution context was destroyed|navigat/i.test(e.message)) throw e;
-  }
-}
-
-/** Waits for the page's URL to match, saying where it is stuck otherwise. */
-async function reach(page, predicate, what) {
-  try {
-    await page.waitForURL(predicate, { waitUntil: "commit", ...WAIT });
-  } catch (e) {
-    const loginError = await page.evaluate(() => window.tk?.loginError).catch(() => undefined);
-    throw new Error(`${what}: still at ${page.url()} (tk.loginError: ${JSON.stringify(loginError)})`, { cause: e });
-  }
-}
-const atLoginPage = (u) => u.origin === op.issuer && /^\/interaction\/[^/]+$/.test(u.pathname);
-const atApp = (u) => u.origin === base;
-const clean = (href) => !/[?&](code|state|iss|error|error_description)=/.test(href);
-const state = (page) => page.evaluate(() => window.tk.state());
-
-/** Polls `check` (sync or async) until it returns a truthy value; fails with `what` after `timeout` ms. */
-async function until(check, what, timeout = WAIT.timeout) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms: ${what}`);
-    await sleep(25);
-  }
-}
+// Pages of the app (tests/e2e/oidc-page/), driven as oidc-lib.mjs does.
 
 /**
  * Logs in from a new tab of `context` through the provider's login page
@@ -127,32 +71,6 @@ const me = (tab) => tab.evaluate(async () => {
   const r = await window.tk.keeper.fetch(window.tk.userinfo);
   return { status: r.status, body: await r.json() };
 });
-
-/** n concurrent keeper.fetch(userinfo) calls in every tab at once: the summed counts per status. */
-async function burstAll(tabs, n) {
-  const results = await Promise.all(tabs.map((p) => p.evaluate((n) => window.tk.burst(n), n)));
-  const total = {};
-  for (const r of results) for (const [k, v] of Object.entries(r)) total[k] = (total[k] || 0) + v;
-  return total;
-}
-
-/**
- * Network refreshes summed over the tabs, once they match the provider's
- * count (a tab hears its answer a moment after the provider counted it).
- */
-async function refreshesAccountedFor(tabs) {
-  const counts = async () => ({
-    own: (await Promise.all(tabs.map((p) => p.evaluate(() => window.tk.ownRefreshes())))).reduce((a, b) => a + b, 0),
-    atProvider: op.stats().token.refresh_token,
-  });
-  let last;
-  try {
-    await until(async () => (last = await counts()).own === last.atProvider, "the tabs' refreshes to match the provider's count", 2000);
-  } catch {
-    assert.equal(last.atProvider, last.own, "every refresh_token request at the provider is one tab's own refresh");
-  }
-  return last.own;
-}
 
 /** The channel spy in `tab`: the answers of `tabs` tabs to a hello (see tk.spy in oidc.js). */
 const spy = (tab, tabs) => tab.evaluate(([n]) => window.tk.spy(n), [tabs]);

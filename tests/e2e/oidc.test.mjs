@@ -11,10 +11,11 @@ import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { root, startServer, launch, sleep } from "./lib.mjs";
 import { startProvider } from "../../scripts/oidc-provider.mjs";
+import { WAIT, appPages, burstAll, clean } from "./oidc-lib.mjs";
 
 const ACCESS_TTL = 4; // seconds
-const WAIT = { timeout: 10_000 };
 let server, base, op, browser;
+let appContext, settled, openTab, kick, reach, atLoginPage, atApp, state, refreshesAccountedFor;
 
 before(async () => {
   // The provider's client must know the page's origin: the page server first.
@@ -22,6 +23,7 @@ before(async () => {
   base = server.url;
   op = await startProvider({ appOrigin: base, accessTtl: ACCESS_TTL });
   browser = await launch();
+  ({ appContext, settled, openTab, kick, reach, atLoginPage, atApp, state, refreshesAccountedFor } = appPages({ browser, base, op }));
 });
 
 after(async () => {
@@ -276,79 +278,7 @@ test("the provider fixture: code + PKCE, rotation, reuse, revocation, logout, CO
 
 let ctxA, ctxB, tab1, tab2, tab3, tabB;
 
-/** A browser context whose pages know the issuer before any script runs. */
-async function appContext() {
-  const context = await browser.newContext();
-  await context.addInitScript(`window.TK_ISSUER = ${JSON.stringify(op.issuer)};`);
-  return context;
-}
-
-/** Waits until this page load of the app has done its work (window.tk.done). */
-async function settled(page) {
-  await page.waitForFunction(() => window.tk?.done === true, null, WAIT);
-  const error = await page.evaluate(() => window.tk.error);
-  assert.equal(error, undefined, `the page failed: ${JSON.stringify(error)}`);
-}
-
-/** A new tab at `path`, loaded and settled; it records its page errors and main-frame URLs. */
-async function openTab(context, path = "/") {
-  const page = await context.newPage();
-  page.pageErrors = [];
-  page.on("pageerror", (e) => page.pageErrors.push(String(e)));
-  page.visited = [];
-  page.on("framenavigated", (frame) => {
-    if (frame === page.mainFrame()) page.visited.push(frame.url());
-  });
-  await page.goto(base + path);
-  await settled(page);
-  return page;
-}
-
-/** Runs `fn` in the page without waiting for what it starts (it navigates away). */
-async function kick(page, fn, arg) {
-  try {
-    await page.evaluate(fn, arg);
-  } catch (e) {
-    if (!/Execution context was destroyed|navigat/i.test(e.message)) throw e;
-  }
-}
-
-/** Waits for the page's URL to match, saying where it is stuck otherwise. */
-async function reach(page, predicate, what) {
-  try {
-    await page.waitForURL(predicate, { waitUntil: "commit", ...WAIT });
-  } catch (e) {
-    const loginError = await page.evaluate(() => window.tk?.loginError).catch(() => undefined);
-    throw new Error(`${what}: still at ${page.url()} (tk.loginError: ${JSON.stringify(loginError)})`, { cause: e });
-  }
-}
-const atLoginPage = (u) => u.origin === op.issuer && /^\/interaction\/[^/]+$/.test(u.pathname);
-const atApp = (u) => u.origin === base;
-
-const state = (page) => page.evaluate(() => window.tk.state());
-const clean = (href) => !/[?&](code|state|iss|error|error_description)=/.test(href);
 const tokensIssued = () => op.issued().flatMap((t) => [t.access_token, t.refresh_token]).filter(Boolean);
-
-/** Network refreshes summed over the tabs; waits (up to 2 s) for them to match the provider's count. */
-async function refreshesAccountedFor(pages) {
-  let own, atProvider;
-  for (let i = 0; i < 40; i++) {
-    own = (await Promise.all(pages.map((p) => p.evaluate(() => window.tk.ownRefreshes())))).reduce((a, b) => a + b, 0);
-    atProvider = op.stats().token.refresh_token;
-    if (own === atProvider) break;
-    await sleep(50);
-  }
-  assert.equal(atProvider, own, "every refresh_token request at the provider is one tab's own refresh");
-  return own;
-}
-
-/** n concurrent keeper.fetch(userinfo) calls in every tab at once: the summed counts per status. */
-async function burstAll(pages, n) {
-  const results = await Promise.all(pages.map((p) => p.evaluate((n) => window.tk.burst(n), n)));
-  const total = {};
-  for (const r of results) for (const [k, v] of Object.entries(r)) total[k] = (total[k] || 0) + v;
-  return total;
-}
 
 test("1. log in through the provider's page: back at returnTo, clean URL, no token in storage", async () => {
   op.resetStats();
