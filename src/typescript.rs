@@ -192,9 +192,14 @@ export interface TokenKeeper {
   on<K extends TokenKeeperEvent>(event: K, callback: (detail: TokenKeeperEventMap[K]) => void): () => void;
   /**
    * Same contract as `window.fetch`: the access token is attached for allowed
-   * origins, and a 401 is answered by one refresh and one replay.
+   * origins, and a 401 is answered by one refresh and one replay. A bound
+   * function, so it can be handed to an HTTP client as its `fetch`
+   * (`const f = keeper.fetch` works). An auth failure is a response (the
+   * server's 401), never a rejection: it rejects as `fetch` does, on a
+   * network failure — or when no token could be had for now
+   * (`refresh_unavailable`, `refresh_throttled`), the session kept.
    */
-  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  readonly fetch: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
   /**
    * Logs in at the identity provider (`issuer`): navigates the page to its
    * authorization endpoint (Authorization Code with PKCE). `returnTo` is

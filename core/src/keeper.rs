@@ -184,7 +184,7 @@ impl LogoutReason {
 pub enum ExpiredReason {
     /// There is no session (any more).
     NoSession,
-    /// The refresh the 401 called for failed.
+    /// The refresh the 401 called for ended the session.
     RefreshFailed,
     /// The replay with a new token got a 401 too.
     RejectedAfterRefresh,
@@ -593,6 +593,9 @@ impl Why {
 enum Waiter {
     /// Wants a token.
     Token(CallId),
+    /// A `fetch()` that wants a token: sent without one if the session ends
+    /// meanwhile, as any request with no session is.
+    Fetch(CallId),
     /// `refresh()`.
     Refresh(CallId),
     /// A request that got a 401 and wants to be replayed.
@@ -965,9 +968,15 @@ impl Keeper {
         if self.freed {
             return self.settle(call, Reply::Failed(Error::Freed));
         }
+        self.read_token(now, Waiter::Token(call));
+    }
+
+    /// A token for `waiter` (a [`Waiter::Token`] or a [`Waiter::Fetch`]),
+    /// refreshing first when it is expired or inside the lead window.
+    fn read_token(&mut self, now: f64, waiter: Waiter) {
         match self.session.read(now, self.settings.refresh_lead_ms) {
-            Read::NoSession => self.settle(call, Reply::Failed(Error::NotAuthenticated)),
-            Read::Fresh { .. } => self.settle_token(now, call),
+            Read::NoSession => self.resolve(now, waiter, &Err(Error::NotAuthenticated)),
+            Read::Fresh { .. } => self.resolve(now, waiter, &Ok(self.session.generation())),
             Read::RefreshFirst => {
                 // Inside the lead window the token still works: a refresh that
                 // fails for now must not hold the call back.
@@ -976,7 +985,7 @@ impl Keeper {
                 } else {
                     Why::Read
                 };
-                self.join_run(now, why, Some(Waiter::Token(call)));
+                self.join_run(now, why, Some(waiter));
             }
         }
     }
@@ -996,7 +1005,7 @@ impl Keeper {
             return self.settle(call, Reply::Passthrough);
         }
         self.expect_proof(call, url, method);
-        self.need_token(now, call);
+        self.read_token(now, Waiter::Fetch(call));
     }
 
     /// The answer to a request sent with a token: adopts a renewed token,
@@ -1740,7 +1749,7 @@ impl Keeper {
         let stale = result.is_ok() && !refreshed && self.session.is_expired(now);
         for w in run.waiters {
             match w {
-                Waiter::Token(_) | Waiter::Replay { .. } if stale => {
+                Waiter::Token(_) | Waiter::Fetch(_) | Waiter::Replay { .. } if stale => {
                     self.join_run(now, Why::Needed, Some(w))
                 }
                 w => self.resolve(now, w, &result),
@@ -1750,18 +1759,35 @@ impl Keeper {
 
     fn resolve(&mut self, now: f64, waiter: Waiter, result: &Result<u64, Error>) {
         match (waiter, result) {
-            (Waiter::Token(call), Ok(_)) => self.settle_token(now, call),
-            (Waiter::Token(call) | Waiter::Refresh(call), Err(e)) => {
+            (Waiter::Token(call) | Waiter::Fetch(call), Ok(_)) => self.settle_token(now, call),
+            // The session ended while the request waited for its token (the
+            // refresh token refused, a logout): it goes as a request with no
+            // session does, without the token, and the app gets the server's
+            // own answer — a 401, reported as every HTTP client reports one —
+            // not an error that reads as a network failure.
+            (Waiter::Fetch(call), Err(e))
+                if *e != Error::Freed && !self.session.is_authenticated() =>
+            {
+                self.settle(call, Reply::Passthrough)
+            }
+            (Waiter::Token(call) | Waiter::Fetch(call) | Waiter::Refresh(call), Err(e)) => {
                 self.settle(call, Reply::Failed(e.clone()))
             }
             (Waiter::Refresh(call), Ok(_)) => self.settle(call, Reply::Done),
             (Waiter::Replay { call, url, method }, Ok(_)) => {
                 self.settle_replay(now, call, &url, &method, false)
             }
-            (Waiter::Replay { call, url, .. }, Err(_)) => {
+            // The refresh ended the session: the 401 was the right answer.
+            (Waiter::Replay { call, url, .. }, Err(e))
+                if *e == Error::Freed || !self.session.is_authenticated() =>
+            {
                 self.expired(ExpiredReason::RefreshFailed, &url);
                 self.settle(call, Reply::Return);
             }
+            // It failed for now and the session lives on: the call fails as
+            // fetch does when the network does (a client retries that, and
+            // does not take it for the user being logged out).
+            (Waiter::Replay { call, .. }, Err(e)) => self.settle(call, Reply::Failed(e.clone())),
             (Waiter::Ready(call), _) => {
                 self.settle(call, Reply::Ready(self.session.is_authenticated()))
             }

@@ -194,6 +194,85 @@ fn a_refused_refresh_ends_the_session_in_every_tab() {
     assert_eq!(w.server.refresh_requests, 1);
 }
 
+/// A `fetch()` whose token must be refreshed first, when the refresh token
+/// is refused: the session ends and the request goes without a token (the
+/// server's 401 then reaches the app, as an HTTP client reports an auth
+/// error), not as an error that reads like a network failure. A
+/// `getAccessToken()` in the same spot, with no request to send, fails.
+#[test]
+fn a_fetch_whose_refresh_ends_the_session_goes_without_the_token() {
+    let mut w = logged_in(1, 2.0);
+    // Asleep past the token's expiry: no timer refreshed it.
+    w.tabs[0].frozen = true;
+    w.run_for(2_500.0);
+    w.tabs[0].frozen = false;
+    assert!(w.tabs[0].keeper.session().is_expired(w.now));
+    w.server.revoked = true;
+    let url = format!("{ORIGIN}/api/me");
+    let fetch = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors", "GET"));
+    let token = w.call(0, |k, now, id| k.need_token(now, id));
+    assert_eq!(w.wait(0, fetch, 5_000.0), Some(Reply::Passthrough));
+    assert!(
+        matches!(
+            w.reply(0, token),
+            Some(Reply::Failed(Error::SessionEnded { .. }))
+        ),
+        "getAccessToken has nothing to send: it fails"
+    );
+    assert!(!w.tabs[0].authenticated());
+    assert_eq!(w.server.refresh_requests, 1, "one refresh for both");
+}
+
+/// A refresh that fails for now keeps the session: the waiting `fetch()`
+/// fails (a network failure, as fetch's own are), it is not sent without
+/// the token.
+#[test]
+fn a_fetch_whose_refresh_fails_for_now_fails() {
+    let mut w = logged_in(1, 2.0);
+    // Asleep past the token's expiry: no timer refreshed it.
+    w.tabs[0].frozen = true;
+    w.run_for(2_500.0);
+    w.tabs[0].frozen = false;
+    w.server.faults.extend([Fault::Drop, Fault::Drop, Fault::Drop]);
+    let url = format!("{ORIGIN}/api/me");
+    let fetch = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors", "GET"));
+    let reply = w.wait(0, fetch, 60_000.0);
+    assert!(
+        matches!(reply, Some(Reply::Failed(Error::RefreshUnavailable { .. }))),
+        "{reply:?}"
+    );
+    assert!(w.tabs[0].authenticated(), "the session is kept");
+}
+
+/// After a 401, a refresh that fails for now (the network, not the server's
+/// verdict): the call fails as fetch does on a network failure, and the
+/// session is kept; once the refresh token is refused instead, the app
+/// gets the 401 and `expired` says why.
+#[test]
+fn a_401_whose_refresh_fails_for_now_fails_and_one_refused_returns_the_401() {
+    let mut w = logged_in(1, 300.0);
+    let access = w.tabs[0].keeper.session().tokens().map(|t| t.access.clone());
+    w.server.revoke_access(&access.unwrap_or_default());
+    w.server.faults.extend([Fault::Drop, Fault::Drop, Fault::Drop]);
+    let reply = w.api_call(0, 60_000.0);
+    assert!(
+        matches!(reply, Err(Reply::Failed(Error::RefreshUnavailable { .. }))),
+        "{reply:?}"
+    );
+    assert!(w.tabs[0].authenticated(), "the session is kept");
+    assert!(w.tabs[0].events_of("expired").is_empty());
+    w.server.revoked = true;
+    assert_eq!(w.api_call(0, 60_000.0), Ok(401), "the server's own answer");
+    assert!(!w.tabs[0].authenticated());
+    assert!(matches!(
+        w.tabs[0].events_of("expired")[..],
+        [Event::Expired {
+            reason: ExpiredReason::RefreshFailed,
+            ..
+        }]
+    ));
+}
+
 #[test]
 fn a_refusal_after_another_tab_rotated_is_not_a_logout() {
     // Tab 1 holds the tokens of generation 1 but missed tab 0's rotation

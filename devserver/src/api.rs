@@ -250,7 +250,7 @@ pub fn logout_family(
 }
 
 /// Any method on `/api/*`. `GET /api/me` describes the token's user; every
-/// other call echoes method, path, user, body and content type.
+/// other call echoes method, path, user, body, content type and the `x-` headers.
 pub async fn protected(
     State(state): State<Arc<AppState>>,
     method: Method,
@@ -298,12 +298,20 @@ pub async fn protected(
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
+        // The app's own `x-` headers (not the token's), so that a test can
+        // see a replay kept what an HTTP client's hooks added.
+        let app_headers: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("x-") && *name != "x-auth-token")
+            .filter_map(|(name, value)| Some((name.to_string(), json!(value.to_str().ok()?))))
+            .collect();
         json!({
             "method": method.as_str(),
             "path": uri.path(),
             "sub": claims.sub,
             "body": text,
             "content_type": content_type,
+            "headers": app_headers,
         })
     };
     let mut response = Json(payload).into_response();
