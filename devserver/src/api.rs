@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::faults::{self, FaultTarget};
 use crate::body::read_body;
 use crate::clock::now_ms;
 use crate::config::RuntimeConfig;
@@ -282,6 +283,11 @@ pub async fn protected(
         }
     };
     let bytes = read_body(&headers, body).await?;
+    // An injected fault (`"on": "api"`) hits the call once its token passed.
+    let fault = state.take_fault(FaultTarget::Api);
+    if let Some(response) = faults::before_handling(fault.as_ref()).await {
+        return Ok(response);
+    }
     let claims = &verified.claims;
     let payload = if method == Method::GET && uri.path() == "/api/me" {
         let mut me = json!({
@@ -317,7 +323,7 @@ pub async fn protected(
     let mut response = Json(payload).into_response();
     state.count(|s| s.api_ok += 1);
     renew_if_due(&state, &cfg, &verified, now, &mut response);
-    Ok(response)
+    Ok(faults::after_handling(fault.as_ref(), response))
 }
 
 /// With a renew header configured, adds a fresh access token (same family,

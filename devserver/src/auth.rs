@@ -255,7 +255,7 @@ async fn token_endpoint(
     work: impl Future<Output = Result<Response, ApiError>>,
 ) -> Response {
     state.count(|s| s.refresh_requests += 1);
-    let fault = state.take_fault();
+    let fault = state.take_fault(faults::FaultTarget::Token);
     let response = match faults::before_handling(fault.as_ref()).await {
         Some(r) => r,
         None => work.await.unwrap_or_else(IntoResponse::into_response),

@@ -38,12 +38,25 @@ impl FaultKind {
     }
 }
 
+/// Which calls a fault hits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultTarget {
+    /// The token endpoints (`/login`, `/token/refresh`, `/oauth/token`).
+    #[default]
+    Token,
+    /// The protected API (`/api/*`), after the token was checked.
+    Api,
+}
+
 /// A fault as posted to `/admin/faults`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRequest {
     /// What goes wrong.
     pub kind: FaultKind,
+    /// Which calls it hits (default: the token endpoints').
+    pub on: Option<FaultTarget>,
     /// For how many token-endpoint calls (default 1).
     pub count: Option<u32>,
     /// `Retry-After` seconds for `status429` (default 1).
@@ -57,6 +70,8 @@ pub struct FaultRequest {
 pub struct Fault {
     /// What goes wrong.
     pub kind: FaultKind,
+    /// Which calls it hits.
+    pub on: FaultTarget,
     /// Calls it still applies to.
     pub count: u32,
     /// `Retry-After` seconds (429).
@@ -75,6 +90,7 @@ impl TryFrom<FaultRequest> for Fault {
         }
         Ok(Fault {
             kind: r.kind,
+            on: r.on.unwrap_or_default(),
             count,
             retry_after: r.retry_after.unwrap_or(1),
             delay_ms: r.delay_ms.unwrap_or(1_000),
@@ -94,14 +110,15 @@ impl FaultQueue {
         self.pending.push_back(fault);
     }
 
-    /// Consumes one application of the first pending fault.
-    pub fn take_next(&mut self) -> Option<Fault> {
-        let front = self.pending.front_mut()?;
+    /// Consumes one application of the first pending fault for calls of `on`.
+    pub fn take_next(&mut self, on: FaultTarget) -> Option<Fault> {
+        let at = self.pending.iter().position(|f| f.on == on)?;
+        let front = self.pending.get_mut(at)?;
         front.count -= 1;
         let mut taken = front.clone();
         taken.count = 1;
         if front.count == 0 {
-            self.pending.pop_front();
+            self.pending.remove(at);
         }
         Some(taken)
     }

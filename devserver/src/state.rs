@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::config::RuntimeConfig;
 use crate::dpop::DpopVerifier;
-use crate::faults::{Fault, FaultQueue};
+use crate::faults::{Fault, FaultQueue, FaultTarget};
 use crate::sessions::SessionStore;
 use crate::stats::{RequestLog, Stats};
 use crate::tokens::TokenIssuer;
@@ -111,9 +111,10 @@ impl AppState {
         self.recycle.subscribe()
     }
 
-    /// Takes the fault for the current token-endpoint call, if one is queued.
-    pub fn take_fault(&self) -> Option<Fault> {
-        let fault = self.faults().take_next();
+    /// Takes the fault for the current call (to a token endpoint or the
+    /// API, `on`), if one is queued.
+    pub fn take_fault(&self, on: FaultTarget) -> Option<Fault> {
+        let fault = self.faults().take_next(on);
         if fault.is_some() {
             self.count(|s| s.faults_applied += 1);
         }
