@@ -554,7 +554,8 @@ export class Shell {
       let a = this.answered(res, r.g, sent, bodiless || !!copy, replayed, nonced, url, method);
       if (a === undefined) return res;
       if (a instanceof Promise) a = await abortable(a, signal);
-      if (a.r != "replay") return res;
+      // A refresh that failed for now: the call fails, as on a network failure.
+      if (ok(a).r != "replay") return res;
       if (a.n) nonced = true;
       else replayed = true;
       const replay = copy ? copy.clone() : new Request(request);

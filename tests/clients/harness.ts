@@ -67,6 +67,9 @@ const nextId = () => `req-${++sequence}`;
 /** Counts of what the clients' own features did. */
 export const seen = { axiosResponses: 0, kyBeforeRetry: 0, kyAfterResponse: 0, ofetchResponses: 0, openapiResponses: 0 };
 
+/** A path under the API as a client with a base URL takes it ("me" for "/api/me"); other URLs as they are. */
+const relative = (url: string) => (url.startsWith("/api/") ? url.slice("/api/".length) : url);
+
 // axios: a request and a response interceptor, as apps have.
 axiosApi.interceptors.request.use((config) => {
   config.headers.set(REQUEST_ID, nextId());
@@ -79,21 +82,21 @@ axiosApi.interceptors.response.use((res) => {
 const axiosClient: Client = {
   async get(url, signal) {
     try {
-      return { ok: true, data: (await axiosApi.get(url, signal ? { signal } : {})).data };
+      return { ok: true, data: (await axiosApi.get(relative(url), signal ? { signal } : {})).data };
     } catch (e) {
       return failed(e, axios.isAxiosError(e) ? e.response?.status : undefined, axios.isAxiosError(e) ? e.code : undefined);
     }
   },
   async postJson(url, body) {
     try {
-      return { ok: true, data: (await axiosApi.post(url, body)).data };
+      return { ok: true, data: (await axiosApi.post(relative(url), body)).data };
     } catch (e) {
       return failed(e, axios.isAxiosError(e) ? e.response?.status : undefined, axios.isAxiosError(e) ? e.code : undefined);
     }
   },
   async postForm(url, form) {
     try {
-      return { ok: true, data: (await axiosApi.post(url, form)).data };
+      return { ok: true, data: (await axiosApi.post(relative(url), form)).data };
     } catch (e) {
       return failed(e, axios.isAxiosError(e) ? e.response?.status : undefined, axios.isAxiosError(e) ? e.code : undefined);
     }
@@ -121,7 +124,6 @@ const kyHooked = kyApi.extend({
   },
 });
 const kyFailed = (e: unknown) => failed(e, isHTTPError(e) ? e.response.status : undefined);
-const relative = (url: string) => (url.startsWith("/api/") ? url.slice("/api/".length) : url);
 const kyClient: Client = {
   async get(url, signal) {
     try {
