@@ -38,9 +38,14 @@ build: bootstrap-build
 		printf '%-28s %7s bytes, %6s gzipped\n' "$$f" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; done
 	@printf '%-28s %7s bytes (npm pack)\n' target/npm/tokenkeeper.tgz "$$(wc -c < target/npm/tokenkeeper.tgz)"
 
-## TypeScript: every public API, used as an app would, under tsc --strict.
+## TypeScript: every public API, used as an app would, under tsc --strict;
+## and the README's HTTP-client recipes (axios, ky, ofetch, openapi-fetch)
+## with the harness that runs them, against each client's own types.
 types: build
+	@scripts/bootstrap.sh clients
 	tsc --strict --noEmit -p tests/types
+	node tests/clients/prepare.mjs
+	tsc --strict --noEmit -p tests/clients
 
 ## The React and Vue examples (www/react, www/vue), type-checked and built with
 ## Vite against the package installed from its tarball, as `npm install
@@ -87,8 +92,9 @@ browser-test:
 	scripts/browser-tests.sh --chrome --firefox
 
 ## In headless Chromium (Playwright, node --test) against the dev server: the
-## demo page, the React and Vue examples (built, and under `vite` dev), the
-## README's <script> snippets, a webpack bundle, and the hardening tests
+## demo page, the React and Vue examples (built, and under `vite` dev; TanStack
+## Query in the React one), the README's <script> snippets, a webpack bundle,
+## the README's HTTP-client recipes (clients.test.mjs), and the hardening tests
 ## (hardening-*.test.mjs: clocks, faults, leaks, CSP, and a 2-minute soak).
 e2e: build examples
 	cargo build --quiet -p tokenkeeper-devserver

@@ -4,6 +4,7 @@
 #
 #   scripts/bootstrap.sh            everything (toolchain, browsers, npm packages, the examples')
 #   scripts/bootstrap.sh build      only what building the package needs
+#   scripts/bootstrap.sh clients    that, and the HTTP-client recipes' npm packages (`make types`)
 #
 # Everything is installed from package registries (rustup, crates.io, npm,
 # Debian): nothing downloads prebuilt binaries from elsewhere.
@@ -78,7 +79,8 @@ if [ "$what" = all ]; then
 fi
 install_apt
 
-# npm packages: the tools' (root), and the React and Vue examples' (their
+# npm packages: the tools' (root), the HTTP-client recipes' (tests/clients),
+# and the React and Vue examples' (their
 # `tokenkeeper` dependency links to pkg/, which `make build` fills). Skipped
 # while node_modules is newer than the lock file.
 npm_ci() { # dir
@@ -97,6 +99,10 @@ if [ "$what" = all ]; then
     fi
     npm_ci www/react
     npm_ci www/vue
+fi
+if [ "$what" = all ] || [ "$what" = clients ]; then
+    # The README's HTTP-client recipes: axios, ky, ofetch, openapi-fetch.
+    npm_ci tests/clients
 fi
 
 if [ "$what" = all ]; then

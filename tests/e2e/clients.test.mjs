@@ -10,7 +10,7 @@
 // reported as the client reports any 401.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { launch, root, sleep, startServer, tempDir, unpackPackage, watchErrors } from "./lib.mjs";
@@ -203,3 +203,20 @@ for (const client of CLIENTS) {
     }
   });
 }
+
+// The README's TanStack Query lines are the React example's (www/react/src/
+// Query.tsx, driven by examples.test.mjs): each line in it, in order.
+test("the README's TanStack Query snippet is the React example's, line for line", () => {
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const section = readme.slice(readme.indexOf("## With your HTTP client"));
+  const block = section.match(/```tsx\n([\s\S]*?)\n```/)?.[1];
+  assert.ok(block, "a tsx block in the section");
+  const lines = (text) => text.split("\n").map((l) => l.trim()).filter(Boolean);
+  const example = lines(readFileSync(join(root, "www/react/src/Query.tsx"), "utf8"));
+  let at = 0;
+  for (const line of lines(block)) {
+    const found = example.indexOf(line, at);
+    assert.ok(found >= 0, `README line not in Query.tsx (in order): ${line}`);
+    at = found + 1;
+  }
+});

@@ -9,7 +9,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
-import { colorShare, freePort, launch, root, shots, startServer, startVite, watchErrors } from "./lib.mjs";
+import { colorShare, freePort, launch, root, shots, sleep, startServer, startVite, watchErrors } from "./lib.mjs";
 import { startProvider } from "../../scripts/oidc-provider.mjs";
 
 const GREEN = [0x13, 0x7a, 0x3a]; // .badge.logged-in
@@ -71,6 +71,62 @@ async function session(url, name, server) {
     await page.close();
   }
 }
+
+// TanStack Query in the React example: a query whose function calls the
+// session's fetch. A silent refresh and a forced 401 (a token the server
+// refuses after 1 s, with no expiry the client could see) never reach it:
+// no error state, and its function runs once per fetch, no retry.
+test("react example: a TanStack query survives a silent refresh and a forced 401", async () => {
+  const server = await startServer({ www: join(root, "www/react/dist"), flags: ["--access-ttl", "3s"] });
+  const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+  const errors = watchErrors(page);
+  const text = (sel) => page.textContent(sel);
+  const runs = async () => Number(await text("#query-runs"));
+  const refetched = async (before) => {
+    await page.click("#refetch");
+    await page.waitForFunction((n) => Number(document.querySelector("#query-runs")?.textContent) > n, before);
+    await page.waitForSelector("#refetch:not([disabled])");
+  };
+  try {
+    await page.goto(server.url + "/");
+    await page.click("#login button[type=submit]");
+    await page.waitForSelector("#status.logged-in");
+    await page.click("#start-query");
+    await page.waitForFunction(() => document.querySelector("#query-status")?.textContent === "success");
+    assert.equal(await text("#query-sub"), "user1");
+    const first = await text("#query-jti");
+
+    // A silent refresh (a 3 s token, refreshed after ~2 s), then a refetch:
+    // the new token, no 401.
+    const login = Number(await text("#generation"));
+    await page.waitForFunction((g) => Number(document.querySelector("#generation")?.textContent) > g, login, { timeout: 8000 });
+    await refetched(await runs());
+    assert.equal(await text("#query-status"), "success");
+    assert.notEqual(await text("#query-jti"), first, "the query used the refreshed token");
+    assert.equal((await server.stats()).api_401, 0);
+
+    // A forced 401: the next refresh hands out a token with no expiry the
+    // client could see, which the server refuses after 1 s.
+    await server.admin("/admin/config", { no_expiry: true, access_ttl_ms: 1000 });
+    const before = Number(await text("#generation"));
+    await page.waitForFunction((g) => Number(document.querySelector("#generation")?.textContent) > g, before, { timeout: 8000 });
+    await sleep(1300);
+    const refreshes = (await server.stats()).refreshes;
+    const ran = await runs();
+    await refetched(ran);
+    assert.equal(await text("#query-status"), "success");
+    assert.equal(await runs(), ran + 1, "the query function ran once: no retry");
+    const stats = await server.stats();
+    assert.equal(stats.api_401, 1, "one 401");
+    assert.equal(stats.refreshes, refreshes + 1, "one refresh for it");
+    assert.equal(stats.by_endpoint["GET /api/me"], (await runs()) + 1, "one request per run, and the replay");
+    assert.equal(await text("#query-errors"), "0", "never in error");
+    assert.deepEqual(errors.filter((e) => !/status of 401/.test(e)), []);
+  } finally {
+    await page.close();
+    server.stop();
+  }
+});
 
 for (const name of ["react", "vue"]) {
   const dir = join(root, "www", name);

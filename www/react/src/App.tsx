@@ -1,6 +1,7 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { isTokenKeeperError } from "tokenkeeper";
 import { createTokenKeeper, useTokenKeeper } from "./useTokenKeeper.ts";
+import { QueryCard } from "./Query.tsx";
 
 // Once per page. Short lead so that the refreshes show within seconds.
 const auth = createTokenKeeper({ refreshUrl: "/token/refresh", logoutUrl: "/logout", refreshLeadSeconds: 5 });
@@ -140,6 +141,8 @@ export default function App() {
       )}
 
       {error && <p id="error">{error}</p>}
+
+      {session.isAuthenticated && <QueryCard keeper={auth} />}
 
       {idp.status !== "unavailable" && (
         <section id="idp">
