@@ -233,7 +233,9 @@ fn a_fetch_whose_refresh_fails_for_now_fails() {
     w.tabs[0].frozen = true;
     w.run_for(2_500.0);
     w.tabs[0].frozen = false;
-    w.server.faults.extend([Fault::Drop, Fault::Drop, Fault::Drop]);
+    w.server
+        .faults
+        .extend([Fault::Drop, Fault::Drop, Fault::Drop]);
     let url = format!("{ORIGIN}/api/me");
     let fetch = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors", "GET"));
     let reply = w.wait(0, fetch, 60_000.0);
@@ -251,9 +253,15 @@ fn a_fetch_whose_refresh_fails_for_now_fails() {
 #[test]
 fn a_401_whose_refresh_fails_for_now_fails_and_one_refused_returns_the_401() {
     let mut w = logged_in(1, 300.0);
-    let access = w.tabs[0].keeper.session().tokens().map(|t| t.access.clone());
+    let access = w.tabs[0]
+        .keeper
+        .session()
+        .tokens()
+        .map(|t| t.access.clone());
     w.server.revoke_access(&access.unwrap_or_default());
-    w.server.faults.extend([Fault::Drop, Fault::Drop, Fault::Drop]);
+    w.server
+        .faults
+        .extend([Fault::Drop, Fault::Drop, Fault::Drop]);
     let reply = w.api_call(0, 60_000.0);
     assert!(
         matches!(reply, Err(Reply::Failed(Error::RefreshUnavailable { .. }))),

@@ -12,12 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::faults::{self, FaultTarget};
 use crate::body::read_body;
 use crate::clock::now_ms;
 use crate::config::RuntimeConfig;
 use crate::dpop::{self, ProofError};
 use crate::errors::ApiError;
+use crate::faults::{self, FaultTarget};
 use crate::state::{lock, AppState};
 use crate::tokens::{AccessError, Verified};
 

@@ -91,6 +91,11 @@ export async function session(keeper: TokenKeeper): Promise<void> {
   const c: Response = await keeper.fetch(new Request("/api/data"));
   // @ts-expect-error -- init is a RequestInit
   await keeper.fetch("/api/me", "POST");
+  // A bound function: handed on as any fetch, a Request-only one included.
+  const bound: typeof globalThis.fetch = keeper.fetch;
+  const requestOnly: (input: Request) => Promise<Response> = keeper.fetch;
+  // @ts-expect-error -- read-only: the keeper's fetch cannot be swapped out
+  keeper.fetch = bound;
 
   const token: string = await keeper.getAccessToken();
   const refreshed: void = await keeper.refresh();
@@ -105,7 +110,7 @@ export async function session(keeper: TokenKeeper): Promise<void> {
   // @ts-expect-error -- the state is read-only
   keeper.isAuthenticated = true;
 
-  void [joined, a, b, c, token, refreshed, authenticated, generation, expiresAt, refreshAt, unchecked];
+  void [joined, a, b, c, requestOnly, token, refreshed, authenticated, generation, expiresAt, refreshAt, unchecked];
   keeper.free();
 }
 
