@@ -1778,9 +1778,8 @@ impl Keeper {
                 self.settle_replay(now, call, &url, &method, false)
             }
             // The refresh ended the session: the 401 was the right answer.
-            (Waiter::Replay { call, url, .. }, Err(e))
-                if *e == Error::Freed || !self.session.is_authenticated() =>
-            {
+            // (`free()` clears the session first: its calls end here too.)
+            (Waiter::Replay { call, url, .. }, Err(_)) if !self.session.is_authenticated() => {
                 self.expired(ExpiredReason::RefreshFailed, &url);
                 self.settle(call, Reply::Return);
             }

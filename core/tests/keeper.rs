@@ -223,6 +223,22 @@ fn a_fetch_whose_refresh_ends_the_session_goes_without_the_token() {
     assert_eq!(w.server.refresh_requests, 1, "one refresh for both");
 }
 
+/// A `fetch()` waiting for its token when the keeper is freed fails with
+/// `freed`: it is not sent without the token.
+#[test]
+fn a_fetch_waiting_when_the_keeper_is_freed_fails() {
+    let mut w = logged_in(1, 2.0);
+    w.tabs[0].frozen = true;
+    w.run_for(2_500.0);
+    w.tabs[0].frozen = false;
+    w.server.faults.push_back(Fault::Drop);
+    let url = format!("{ORIGIN}/api/me");
+    let fetch = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors", "GET"));
+    w.run_for(5.0);
+    w.close_tab(0);
+    assert_eq!(w.reply(0, fetch), Some(Reply::Failed(Error::Freed)));
+}
+
 /// A refresh that fails for now keeps the session: the waiting `fetch()`
 /// fails (a network failure, as fetch's own are), it is not sent without
 /// the token.

@@ -26,15 +26,19 @@ async fn me_and_echo() {
         .post(srv.url("/api/orders/7"))
         .bearer_auth(&at)
         .header("content-type", "application/json")
+        .header("x-request-id", "r-1")
+        .header("x-auth-token", &at)
         .body(payload)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let echo: Value = r.json().await.unwrap();
+    // The app's x- headers come back; the token's own header does not.
     assert_eq!(
         echo,
-        json!({"method": "POST", "path": "/api/orders/7", "sub": "user1", "body": payload, "content_type": "application/json"})
+        json!({"method": "POST", "path": "/api/orders/7", "sub": "user1", "body": payload,
+               "content_type": "application/json", "headers": {"x-request-id": "r-1"}})
     );
 
     for method in [

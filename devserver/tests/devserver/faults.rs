@@ -1,4 +1,4 @@
-//! Injected faults on the token endpoints.
+//! Injected faults on the token endpoints, and on the API.
 
 use std::time::{Duration, Instant};
 
@@ -186,4 +186,22 @@ async fn connection_faults_force_fresh_connections() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers().get("connection").is_none(), "keep-alive again");
+}
+
+/// `"on": "api"`: the fault hits the next API call whose token passed, not
+/// a call refused for its token, nor the token endpoints.
+#[tokio::test]
+async fn api_faults_hit_the_api_after_the_token() {
+    let srv = start().await;
+    let grant = srv.login().await;
+    let (at, rt) = (s(&grant, "access_token"), s(&grant, "refresh_token"));
+    srv.fault(json!({"kind": "status500", "on": "api"})).await;
+    assert_eq!(srv.me("forged").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(srv.refresh(&rt).await.status(), StatusCode::OK);
+    let r = srv.me(&at).await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "server_error");
+    let pending: Value = srv.get("/admin/faults").await.json().await.unwrap();
+    assert_eq!(pending, json!([]));
+    assert_eq!(srv.stats().await["faults_applied"], 1);
 }
