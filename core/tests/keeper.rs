@@ -32,6 +32,15 @@ fn logged_in(tabs: usize, ttl_s: f64) -> World {
     w
 }
 
+/// One tab whose 2 s token expired while it slept: no timer refreshed it.
+fn expired_while_asleep() -> World {
+    let mut w = logged_in(1, 2.0);
+    w.tabs[0].frozen = true;
+    w.run_for(2_500.0);
+    w.tabs[0].frozen = false;
+    w
+}
+
 #[test]
 fn refreshes_ahead_of_expiry_over_many_lifetimes() {
     let mut w = logged_in(1, 60.0);
@@ -201,11 +210,7 @@ fn a_refused_refresh_ends_the_session_in_every_tab() {
 /// `getAccessToken()` in the same spot, with no request to send, fails.
 #[test]
 fn a_fetch_whose_refresh_ends_the_session_goes_without_the_token() {
-    let mut w = logged_in(1, 2.0);
-    // Asleep past the token's expiry: no timer refreshed it.
-    w.tabs[0].frozen = true;
-    w.run_for(2_500.0);
-    w.tabs[0].frozen = false;
+    let mut w = expired_while_asleep();
     assert!(w.tabs[0].keeper.session().is_expired(w.now));
     w.server.revoked = true;
     let url = format!("{ORIGIN}/api/me");
@@ -227,10 +232,7 @@ fn a_fetch_whose_refresh_ends_the_session_goes_without_the_token() {
 /// `freed`: it is not sent without the token.
 #[test]
 fn a_fetch_waiting_when_the_keeper_is_freed_fails() {
-    let mut w = logged_in(1, 2.0);
-    w.tabs[0].frozen = true;
-    w.run_for(2_500.0);
-    w.tabs[0].frozen = false;
+    let mut w = expired_while_asleep();
     w.server.faults.push_back(Fault::Drop);
     let url = format!("{ORIGIN}/api/me");
     let fetch = w.call(0, |k, now, id| k.fetch(now, id, &url, "cors", "GET"));
@@ -244,11 +246,7 @@ fn a_fetch_waiting_when_the_keeper_is_freed_fails() {
 /// the token.
 #[test]
 fn a_fetch_whose_refresh_fails_for_now_fails() {
-    let mut w = logged_in(1, 2.0);
-    // Asleep past the token's expiry: no timer refreshed it.
-    w.tabs[0].frozen = true;
-    w.run_for(2_500.0);
-    w.tabs[0].frozen = false;
+    let mut w = expired_while_asleep();
     w.server
         .faults
         .extend([Fault::Drop, Fault::Drop, Fault::Drop]);

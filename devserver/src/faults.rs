@@ -1,4 +1,4 @@
-//! Injected failures for the token endpoints (`/admin/faults`).
+//! Injected failures for the token endpoints and the API (`/admin/faults`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -57,7 +57,7 @@ pub struct FaultRequest {
     pub kind: FaultKind,
     /// Which calls it hits (default: the token endpoints').
     pub on: Option<FaultTarget>,
-    /// For how many token-endpoint calls (default 1).
+    /// For how many calls (default 1).
     pub count: Option<u32>,
     /// `Retry-After` seconds for `status429` (default 1).
     pub retry_after: Option<u64>,
@@ -113,11 +113,11 @@ impl FaultQueue {
     /// Consumes one application of the first pending fault for calls of `on`.
     pub fn take_next(&mut self, on: FaultTarget) -> Option<Fault> {
         let at = self.pending.iter().position(|f| f.on == on)?;
-        let front = self.pending.get_mut(at)?;
-        front.count -= 1;
-        let mut taken = front.clone();
+        let fault = self.pending.get_mut(at)?;
+        fault.count -= 1;
+        let mut taken = fault.clone();
         taken.count = 1;
-        if front.count == 0 {
+        if fault.count == 0 {
             self.pending.remove(at);
         }
         Some(taken)

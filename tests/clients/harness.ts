@@ -70,6 +70,15 @@ export const seen = { axiosResponses: 0, kyBeforeRetry: 0, kyAfterResponse: 0, o
 /** A path under the API as a client with a base URL takes it ("me" for "/api/me"); other URLs as they are. */
 const relative = (url: string) => (url.startsWith("/api/") ? url.slice("/api/".length) : url);
 
+/** The data `run` resolves with, or its error as `report` reads it. */
+async function attempt(run: () => Promise<unknown>, report: (e: unknown) => Outcome): Promise<Outcome> {
+  try {
+    return { ok: true, data: await run() };
+  } catch (e) {
+    return report(e);
+  }
+}
+
 // axios: a request and a response interceptor, as apps have.
 axiosApi.interceptors.request.use((config) => {
   config.headers.set(REQUEST_ID, nextId());
@@ -79,28 +88,12 @@ axiosApi.interceptors.response.use((res) => {
   seen.axiosResponses++;
   return res;
 });
+const axiosFailed = (e: unknown) =>
+  axios.isAxiosError(e) ? failed(e, e.response?.status, e.code) : failed(e, undefined);
 const axiosClient: Client = {
-  async get(url, signal) {
-    try {
-      return { ok: true, data: (await axiosApi.get(relative(url), signal ? { signal } : {})).data };
-    } catch (e) {
-      return failed(e, axios.isAxiosError(e) ? e.response?.status : undefined, axios.isAxiosError(e) ? e.code : undefined);
-    }
-  },
-  async postJson(url, body) {
-    try {
-      return { ok: true, data: (await axiosApi.post(relative(url), body)).data };
-    } catch (e) {
-      return failed(e, axios.isAxiosError(e) ? e.response?.status : undefined, axios.isAxiosError(e) ? e.code : undefined);
-    }
-  },
-  async postForm(url, form) {
-    try {
-      return { ok: true, data: (await axiosApi.post(relative(url), form)).data };
-    } catch (e) {
-      return failed(e, axios.isAxiosError(e) ? e.response?.status : undefined, axios.isAxiosError(e) ? e.code : undefined);
-    }
-  },
+  get: (url, signal) => attempt(async () => (await axiosApi.get(relative(url), signal ? { signal } : {})).data, axiosFailed),
+  postJson: (url, body) => attempt(async () => (await axiosApi.post(relative(url), body)).data, axiosFailed),
+  postForm: (url, form) => attempt(async () => (await axiosApi.post(relative(url), form)).data, axiosFailed),
 };
 
 // ky: hooks, and its retries left on (the defaults: two, on 408, 413, 429, 5xx).
@@ -125,27 +118,9 @@ const kyHooked = kyApi.extend({
 });
 const kyFailed = (e: unknown) => failed(e, isHTTPError(e) ? e.response.status : undefined);
 const kyClient: Client = {
-  async get(url, signal) {
-    try {
-      return { ok: true, data: await kyHooked.get(relative(url), signal ? { signal } : {}).json() };
-    } catch (e) {
-      return kyFailed(e);
-    }
-  },
-  async postJson(url, body) {
-    try {
-      return { ok: true, data: await kyHooked.post(relative(url), { json: body }).json() };
-    } catch (e) {
-      return kyFailed(e);
-    }
-  },
-  async postForm(url, form) {
-    try {
-      return { ok: true, data: await kyHooked.post(relative(url), { body: form }).json() };
-    } catch (e) {
-      return kyFailed(e);
-    }
-  },
+  get: (url, signal) => attempt(() => kyHooked.get(relative(url), signal ? { signal } : {}).json(), kyFailed),
+  postJson: (url, body) => attempt(() => kyHooked.post(relative(url), { json: body }).json(), kyFailed),
+  postForm: (url, form) => attempt(() => kyHooked.post(relative(url), { body: form }).json(), kyFailed),
 };
 
 // ofetch: its hooks, and its JSON parsing (the data comes back parsed).
@@ -158,31 +133,11 @@ const ofetchHooked = ofetchApi.create({
   },
 });
 const ofetchFailed = (e: unknown) => failed(e, e instanceof FetchError ? e.status : undefined);
-const underApi = (url: string) => (url.startsWith("/api/") ? url.slice("/api".length) : url);
 const ofetchClient: Client = {
-  async get(url, signal) {
-    try {
-      return { ok: true, data: await ofetchHooked<unknown>(underApi(url), signal ? { signal } : {}) };
-    } catch (e) {
-      return ofetchFailed(e);
-    }
-  },
-  async postJson(url, body) {
-    try {
-      // An object body: ofetch serializes it as JSON itself.
-      const data: unknown = await ofetchHooked(underApi(url), { method: "POST", body: { value: body } });
-      return { ok: true, data };
-    } catch (e) {
-      return ofetchFailed(e);
-    }
-  },
-  async postForm(url, form) {
-    try {
-      return { ok: true, data: await ofetchHooked<unknown>(underApi(url), { method: "POST", body: form }) };
-    } catch (e) {
-      return ofetchFailed(e);
-    }
-  },
+  get: (url, signal) => attempt(() => ofetchHooked<unknown>(relative(url), signal ? { signal } : {}), ofetchFailed),
+  // An object body: ofetch serializes it as JSON itself.
+  postJson: (url, body) => attempt(() => ofetchHooked<unknown>(relative(url), { method: "POST", body: { value: body } }), ofetchFailed),
+  postForm: (url, form) => attempt(() => ofetchHooked<unknown>(relative(url), { method: "POST", body: form }), ofetchFailed),
 };
 
 // openapi-fetch: a middleware, and the typed paths of the OpenAPI document.
@@ -195,52 +150,37 @@ openapiApi.use({
     seen.openapiResponses++;
   },
 });
-const echoPath = (url: string) => url.replace(/^\/api\//, "");
+/** openapi-fetch's answer as an outcome: `data`, or `error` with the response's status; a rejection as it is. */
+async function answered(call: () => Promise<{ data?: unknown; error?: unknown; response: Response }>): Promise<Outcome> {
+  try {
+    const { data, error, response } = await call();
+    return data ? { ok: true, data } : failed(error, response.status);
+  } catch (e) {
+    return failed(e, undefined);
+  }
+}
+const echo = (url: string) => ({ params: { path: { path: relative(url) } } });
 const openapiClient: Client = {
-  async get(url, signal) {
-    try {
-      if (url === "/api/me") {
-        const { data, error, response } = await openapiApi.GET("/api/me", signal ? { signal } : {});
-        // `data` is typed as the document's Me.
-        return data ? { ok: true, data: { sub: data.sub, jti: data.jti } } : failed(error, response.status);
-      }
-      if (!url.startsWith("/api/")) {
-        // Another origin: openapi-fetch takes a baseUrl per call.
-        const { data, error, response } = await openapiApi.GET("/api/me", { baseUrl: new URL(url).origin });
-        return data ? { ok: true, data } : failed(error, response.status);
-      }
-      const { data, error, response } = await openapiApi.GET("/api/{path}", {
-        params: { path: { path: echoPath(url) } },
-        ...(signal ? { signal } : {}),
-      });
-      return data ? { ok: true, data } : failed(error, response.status);
-    } catch (e) {
-      return failed(e, undefined);
-    }
+  get(url, signal) {
+    const init = signal ? { signal } : {};
+    // `data` is typed as the document's Me.
+    if (url === "/api/me") return answered(async () => {
+      const { data, error, response } = await openapiApi.GET("/api/me", init);
+      return { data: data && { sub: data.sub, jti: data.jti }, error, response };
+    });
+    // Another origin: openapi-fetch takes a baseUrl per call.
+    if (!url.startsWith("/api/")) return answered(() => openapiApi.GET("/api/me", { baseUrl: new URL(url).origin }));
+    return answered(() => openapiApi.GET("/api/{path}", { ...echo(url), ...init }));
   },
-  async postJson(url, body) {
-    try {
-      const { data, error, response } = await openapiApi.POST("/api/{path}", {
-        params: { path: { path: echoPath(url) } },
-        body: { value: body },
-      });
-      return data ? { ok: true, data } : failed(error, response.status);
-    } catch (e) {
-      return failed(e, undefined);
-    }
-  },
-  async postForm(url, form) {
-    try {
-      const { data, error, response } = await openapiApi.POST("/api/{path}", {
-        params: { path: { path: echoPath(url) } },
+  postJson: (url, body) => answered(() => openapiApi.POST("/api/{path}", { ...echo(url), body: { value: body } })),
+  postForm: (url, form) =>
+    answered(() =>
+      openapiApi.POST("/api/{path}", {
+        ...echo(url),
         body: Object.fromEntries([...form].map(([k, v]) => [k, String(v)])),
         bodySerializer: () => form,
-      });
-      return data ? { ok: true, data } : failed(error, response.status);
-    } catch (e) {
-      return failed(e, undefined);
-    }
-  },
+      }),
+    ),
 };
 
 const clients: Record<string, Client> = {
